@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs what building and testing edgenvr needs on a Debian/Ubuntu machine: apt packages (cross
+# compilers, qemu-user, ffmpeg, GStreamer's RTSP server for the tests, mosquitto) and the rustup
+# targets. Idempotent and quiet when everything is already there. Needs root or sudo for apt.
+set -euo pipefail
+
+APT_PACKAGES=(
+  gcc gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf libc6-dev-arm64-cross libc6-dev-armhf-cross
+  qemu-user pkg-config iproute2 file
+  ffmpeg mosquitto mosquitto-clients
+  python3-gi gir1.2-gst-rtsp-server-1.0 python3-gst-1.0 gstreamer1.0-tools
+  gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly
+)
+RUST_TARGETS=(aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf thumbv6m-none-eabi)
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing apt packages: ${missing[*]}"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  [ -x "$HOME/.cargo/bin/cargo" ] || {
+    echo "setup: installing the Rust toolchain with rustup"
+    curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal -c rustfmt,clippy
+  }
+  export PATH="$HOME/.cargo/bin:$PATH"
+fi
+installed_targets=$(rustup target list --installed)
+for t in "${RUST_TARGETS[@]}"; do
+  grep -qx "$t" <<<"$installed_targets" || { echo "setup: adding rustup target $t"; rustup target add "$t" >/dev/null; }
+done
+for c in rustfmt clippy; do
+  rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c" >/dev/null
+done

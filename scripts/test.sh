@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The whole test suite, from a bare Debian/Ubuntu machine: installs what it needs, then runs the
+# format and lint checks, the host tests (end-to-end against real servers included), the box's
+# crates under qemu-user for aarch64 and armv7, and the microcontroller build of the protocol.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+[ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "format"
+cargo fmt --all -- --check
+
+step "clippy (warnings denied)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "host build (the end-to-end tests run these binaries)"
+cargo build --workspace --bins --locked
+
+step "host tests"
+# End-to-end tests are real time and share two cores: one at a time.
+cargo test --workspace --locked -- --test-threads=1
+
+# The crates that run on the box, executed on emulated ARM. The runner prints each binary it
+# starts, so the log shows the tests really ran under qemu-aarch64 and qemu-arm.
+export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="$PWD/scripts/qemu-run aarch64"
+export CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_RUNNER="$PWD/scripts/qemu-run arm"
+for target in aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf; do
+  step "box crates on $target under qemu-user"
+  cargo test --locked --target "$target" -p edgenvr-proto -p edgenvr-sensors -p edgenvr --lib
+done
+
+step "protocol crate for a microcontroller (thumbv6m-none-eabi, defmt)"
+cargo build --locked -p edgenvr-proto --target thumbv6m-none-eabi --features defmt
+
+step "all checks passed"

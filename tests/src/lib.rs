@@ -1,0 +1,2 @@
+//! Shared harness for edgenvr's end-to-end tests: locating the built binaries, starting real
+//! servers (gst-rtsp-server, mosquitto) on free ports, and checking files with ffprobe.
