@@ -1,0 +1,8 @@
+//! Publishers: send the state bus upstream.
+//!
+//! - `frames`: turns bus snapshots and events into wire frames for one session (sequence
+//!   numbers, catalog and snapshot split into parts, batches of changes); no I/O;
+//! - `tcp`: the TCP state port (`[state] listen`), one task per client.
+
+pub mod frames;
+pub mod tcp;
