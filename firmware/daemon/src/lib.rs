@@ -30,4 +30,5 @@
 //! mutable state. Binaries are thin: `main.rs` parses arguments and maps errors to exit codes.
 
 pub mod cli;
+pub mod gpio;
 pub mod media;
