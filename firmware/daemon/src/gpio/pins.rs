@@ -408,9 +408,9 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
+        // Here: "...: Unknown Raspberry Pi model (is this a Raspberry Pi?)".
         assert!(
             err.starts_with("sensor \"pir-hall\": cannot open BCM GPIO 17 (backend \"rppal\"): "),
-            // e.g. "...: Unknown SoC (is this a Raspberry Pi?)"
             "{err}"
         );
         let output = OutputConfig {
