@@ -180,20 +180,22 @@ pub enum ControlError {
     #[error("control socket {0}: another edgenvr is already listening there")]
     InUse(PathBuf),
     /// Creating the directory or binding failed.
-    #[error("control socket {path}: cannot listen: {source}")]
+    #[error("control socket {path}: cannot listen: {error}")]
     Bind {
         /// The socket path.
         path: PathBuf,
-        /// Why.
-        source: std::io::Error,
+        /// Why (in the message, so not also a `source`).
+        error: std::io::Error,
     },
     /// The client could not connect.
-    #[error("control socket {path}: cannot connect ({source}); is `edgenvr run` running with this config?")]
+    #[error(
+        "control socket {path}: cannot connect ({error}); is `edgenvr run` running with this config?"
+    )]
     Connect {
         /// The socket path.
         path: PathBuf,
-        /// Why.
-        source: std::io::Error,
+        /// Why (in the message, so not also a `source`).
+        error: std::io::Error,
     },
     /// The connection broke or the box answered nonsense.
     #[error("control socket {path}: {reason}")]
@@ -226,9 +228,9 @@ impl ControlServer {
     /// Binds `path`, creating its directory if needed. A stale socket file (no one answering) is
     /// replaced; a live one is refused with [`ControlError::InUse`]. Logs `listening control PATH`.
     pub async fn bind(path: &Path) -> Result<Self, ControlError> {
-        let bind_error = |source| ControlError::Bind {
+        let bind_error = |error| ControlError::Bind {
             path: path.to_owned(),
-            source,
+            error,
         };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(bind_error)?;
@@ -337,9 +339,9 @@ pub async fn request(path: &Path, request: &Request) -> Result<Reply, ControlErr
     };
     let stream = UnixStream::connect(path)
         .await
-        .map_err(|source| ControlError::Connect {
+        .map_err(|error| ControlError::Connect {
             path: path.to_owned(),
-            source,
+            error,
         })?;
     let (read, mut write) = stream.into_split();
     write
