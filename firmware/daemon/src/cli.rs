@@ -16,10 +16,15 @@ pub struct Cli {
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Set or read simulated pins of the running box (through `[control] socket`).
+    Sim(crate::gpio::sim_cli::SimArgs),
+}
 
 /// Runs the command line and returns the process exit code.
 pub fn main() -> std::process::ExitCode {
-    let _cli = Cli::parse();
-    std::process::ExitCode::SUCCESS
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Sim(args) => crate::gpio::sim_cli::main(args),
+    }
 }

@@ -30,6 +30,7 @@
 //! mutable state. Binaries are thin: `main.rs` parses arguments and maps errors to exit codes.
 
 pub mod cli;
+pub mod gpio;
 pub mod media;
 pub mod publish;
 pub mod state;
