@@ -3,7 +3,12 @@
 //! Each subcommand's logic lives in its module; this file maps arguments onto it and errors onto
 //! exit codes.
 
+use std::path::PathBuf;
+use std::process::ExitCode;
+
 use clap::{Parser, Subcommand};
+
+use crate::config::DEFAULT_CONFIG_PATH;
 
 /// edgenvr: an edge video recorder for Raspberry Pi-class boards.
 #[derive(Debug, Parser)]
@@ -16,10 +21,30 @@ pub struct Cli {
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Check a config file without touching the store or the pins; exit 0 when it is usable.
+    CheckConfig {
+        /// The config file.
+        #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+    },
+}
 
 /// Runs the command line and returns the process exit code.
-pub fn main() -> std::process::ExitCode {
-    let _cli = Cli::parse();
-    std::process::ExitCode::SUCCESS
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    match cli.command {
+        Command::CheckConfig { config } => crate::daemon::check_config(&config),
+    }
+}
+
+/// Logs to stderr with a `RUST_LOG`-style filter, `info` by default.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }

@@ -30,4 +30,10 @@
 //! mutable state. Binaries are thin: `main.rs` parses arguments and maps errors to exit codes.
 
 pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod ingest;
 pub mod media;
+pub mod record;
+pub mod shutdown;
+pub mod time;
