@@ -25,8 +25,9 @@ import sys
 import gi
 
 gi.require_version("Gst", "1.0")
+gi.require_version("GstRtsp", "1.0")
 gi.require_version("GstRtspServer", "1.0")
-from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
+from gi.repository import GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402
 
 # How often the frame counters are reported; short enough that a test reading the last report
 # after stopping a recorder is off by a handful of frames at most.
@@ -99,7 +100,7 @@ def main():
         token = GstRtspServer.RTSPToken()
         token.set_string(GstRtspServer.RTSP_TOKEN_MEDIA_FACTORY_ROLE, "user")
         auth.add_digest(args.user, args.password or "", token)
-        auth.set_supported_methods(GstRtspServer.RTSPAuthMethod.DIGEST)
+        auth.set_supported_methods(GstRtsp.RTSPAuthMethod.DIGEST)
         server.set_auth(auth)
 
     for spec in args.stream:

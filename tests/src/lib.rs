@@ -1,2 +1,6 @@
 //! Shared harness for edgenvr's end-to-end tests: locating the built binaries, starting real
 //! servers (gst-rtsp-server, mosquitto) on free ports, and checking files with ffprobe.
+
+pub mod bins;
+pub mod clips;
+pub mod rtsp_server;
