@@ -2,7 +2,6 @@
 //! retina delivers them, digest auth accepted and refused (without leaking the password).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use edgenvr::ingest::{
     self, AuthFailurePolicy, CameraSource, IngestEvent, IngestHandler, Transport,
