@@ -16,10 +16,29 @@ pub struct Cli {
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Provision, check and list a recording store.
+    Store(crate::store::cli::StoreArgs),
+}
 
 /// Runs the command line and returns the process exit code.
 pub fn main() -> std::process::ExitCode {
-    let _cli = Cli::parse();
-    std::process::ExitCode::SUCCESS
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Store(args) => {
+            crate::store::cli::run(args, &mut std::io::stdout(), &mut std::io::stderr())
+        }
+    };
+    exit_code(result)
+}
+
+/// Prints an error with its context chain and maps it to exit code 1.
+fn exit_code(result: anyhow::Result<std::process::ExitCode>) -> std::process::ExitCode {
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("edgenvr: error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

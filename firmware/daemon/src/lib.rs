@@ -31,3 +31,5 @@
 
 pub mod cli;
 pub mod media;
+pub mod mux;
+pub mod store;
