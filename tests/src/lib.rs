@@ -3,4 +3,7 @@
 
 pub mod bins;
 pub mod clips;
+pub mod ffprobe;
+pub mod gops;
+pub mod h26x;
 pub mod rtsp_server;

@@ -28,6 +28,8 @@ pub enum Command {
         #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
         config: PathBuf,
     },
+    /// Provision, check and list a recording store.
+    Store(crate::store::cli::StoreArgs),
 }
 
 /// Runs the command line and returns the process exit code.
@@ -36,6 +38,22 @@ pub fn main() -> ExitCode {
     init_logging();
     match cli.command {
         Command::CheckConfig { config } => crate::daemon::check_config(&config),
+        Command::Store(args) => exit_code(crate::store::cli::run(
+            args,
+            &mut std::io::stdout(),
+            &mut std::io::stderr(),
+        )),
+    }
+}
+
+/// Prints an error with its context chain and maps it to exit code 1.
+fn exit_code(result: anyhow::Result<ExitCode>) -> ExitCode {
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("edgenvr: error: {error:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -34,6 +34,8 @@ pub mod config;
 pub mod daemon;
 pub mod ingest;
 pub mod media;
+pub mod mux;
 pub mod record;
 pub mod shutdown;
+pub mod store;
 pub mod time;
