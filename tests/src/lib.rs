@@ -6,4 +6,5 @@ pub mod clips;
 pub mod ffprobe;
 pub mod gops;
 pub mod h26x;
+pub mod process;
 pub mod rtsp_server;

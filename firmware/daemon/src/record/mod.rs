@@ -12,6 +12,7 @@
 
 mod gop;
 mod preroll;
+mod store_sink;
 mod writer;
 
 use std::sync::Arc;
