@@ -1,13 +1,15 @@
-//! Locates the workspace's binaries for end-to-end tests.
-//!
-//! `CARGO_BIN_EXE_<name>` exists only for integration tests of the package that defines the
-//! binary, so this crate finds `edgenvr` and `nvrctl` in the target directory it was built into,
-//! building them first when they are missing (scripts/test.sh builds them before the tests).
+//! Locating the workspace's binaries for end-to-end tests. `CARGO_BIN_EXE_*` is only set for the
+//! package that defines a binary, so this crate finds them in the shared target directory and
+//! builds them (`cargo build --bins -p PACKAGE`) when they are missing.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Mutex;
 
-/// The workspace root (the parent of this crate's directory).
+/// Serialises builds: tests in one binary run in parallel threads.
+static BUILD_LOCK: Mutex<()> = Mutex::new(());
+
+/// The workspace root (the parent of this crate).
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -15,38 +17,36 @@ pub fn workspace_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(".."))
 }
 
-/// The target directory the tests run from: the test executable lives in `<target>/<profile>/deps`.
-fn profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap_or_default();
-    exe.parent()
-        .and_then(Path::parent)
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| workspace_root().join("target/debug"))
+/// The debug target directory (honours `CARGO_TARGET_DIR`).
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+        .join("debug")
 }
 
-/// Path to a workspace binary (`edgenvr` or `nvrctl`), built with `cargo build` if missing.
-pub fn bin(name: &str) -> PathBuf {
-    let path = profile_dir().join(name);
+/// Path of binary `name` from `package`, built first when missing.
+pub fn binary(package: &str, name: &str) -> anyhow::Result<PathBuf> {
+    let path = target_dir().join(name);
+    let _guard = BUILD_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     if !path.exists() {
-        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args(["build", "--bin", name])
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
             .current_dir(workspace_root())
-            .status();
-        assert!(
-            matches!(status, Ok(s) if s.success()),
-            "building {name} failed: {status:?}"
-        );
+            .args(["build", "--bins", "-p", package])
+            .status()?;
+        anyhow::ensure!(status.success(), "cargo build -p {package} failed");
     }
-    assert!(path.exists(), "{} not found after building", path.display());
-    path
+    anyhow::ensure!(path.exists(), "{} missing after building", path.display());
+    Ok(path)
 }
 
-/// `edgenvr`.
-pub fn edgenvr() -> PathBuf {
-    bin("edgenvr")
+/// The `edgenvr` binary.
+pub fn edgenvr() -> anyhow::Result<PathBuf> {
+    binary("edgenvr", "edgenvr")
 }
 
-/// `nvrctl`.
-pub fn nvrctl() -> PathBuf {
-    bin("nvrctl")
+/// The `nvrctl` binary.
+pub fn nvrctl() -> anyhow::Result<PathBuf> {
+    binary("nvrctl", "nvrctl")
 }

@@ -2,3 +2,9 @@
 //! servers (gst-rtsp-server, mosquitto) on free ports, and checking files with ffprobe.
 
 pub mod bins;
+pub mod clips;
+pub mod ffprobe;
+pub mod gops;
+pub mod h26x;
+pub mod process;
+pub mod rtsp_server;

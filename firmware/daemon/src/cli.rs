@@ -3,7 +3,16 @@
 //! Each subcommand's logic lives in its module; this file maps arguments onto it and errors onto
 //! exit codes.
 
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
 use clap::{Parser, Subcommand};
+
+use crate::config::DEFAULT_CONFIG_PATH;
+use crate::daemon::{DaemonError, RecordRequest};
+use crate::ingest::Transport;
+use crate::shutdown::{Shutdown, ShutdownTrigger};
 
 /// edgenvr: an edge video recorder for Raspberry Pi-class boards.
 #[derive(Debug, Parser)]
@@ -17,14 +26,164 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Record one camera continuously into DIR until SIGINT/SIGTERM (the ffmpeg segment
+    /// one-liner, done right). The password may come from EDGENVR_RTSP_PASSWORD instead of URL.
+    Record {
+        /// rtsp://[user[:password]@]host[:port]/path
+        url: String,
+        /// The store directory; an empty one is initialised (needs --max-bytes or --wrap).
+        #[arg(long)]
+        dir: PathBuf,
+        /// Target segment length.
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        segment: Duration,
+        /// Size of a new store, e.g. 8GiB.
+        #[arg(long, value_parser = crate::config::parse_size, conflicts_with = "wrap")]
+        max_bytes: Option<u64>,
+        /// Number of slots (segments) of a new store, like ffmpeg's -segment_wrap.
+        #[arg(long)]
+        wrap: Option<u32>,
+        /// Camera name in the store.
+        #[arg(long, default_value = "camera")]
+        name: String,
+        /// RTP transport: tcp (interleaved) or udp.
+        #[arg(long, default_value = "tcp")]
+        transport: Transport,
+        /// Longest time written video stays unsynced (bound on loss at a power cut).
+        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+        sync_interval: Duration,
+    },
+    /// Record every camera of the config until SIGINT/SIGTERM.
+    Run {
+        /// The config file.
+        #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+    },
+    /// Check a config file without touching the store or the pins; exit 0 when it is usable.
+    CheckConfig {
+        /// The config file.
+        #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+    },
+    /// Provision, check and list a recording store.
+    Store(crate::store::cli::StoreArgs),
     /// Set or read simulated pins of the running box (through `[control] socket`).
     Sim(crate::gpio::sim_cli::SimArgs),
 }
 
 /// Runs the command line and returns the process exit code.
-pub fn main() -> std::process::ExitCode {
+pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logging();
     match cli.command {
         Command::Sim(args) => crate::gpio::sim_cli::main(args),
+        Command::CheckConfig { config } => crate::daemon::check_config(&config),
+        Command::Store(args) => exit_code(crate::store::cli::run(
+            args,
+            &mut std::io::stdout(),
+            &mut std::io::stderr(),
+        )),
+        Command::Record {
+            url,
+            dir,
+            segment,
+            max_bytes,
+            wrap,
+            name,
+            transport,
+            sync_interval,
+        } => {
+            let request = RecordRequest {
+                url,
+                password: std::env::var(PASSWORD_ENV).ok(),
+                dir,
+                segment,
+                max_bytes,
+                wrap,
+                name,
+                transport,
+                sync_interval,
+            };
+            run_until_signal(|shutdown| crate::daemon::record(request, shutdown))
+        }
+        Command::Run { config } => match crate::config::load(&config) {
+            Ok(config) => run_until_signal(|shutdown| crate::daemon::run(config, shutdown)),
+            Err(error) => {
+                eprintln!("{error}");
+                ExitCode::FAILURE
+            }
+        },
     }
+}
+
+/// The environment variable `record` reads a camera password from (keeps it out of `ps`).
+pub const PASSWORD_ENV: &str = "EDGENVR_RTSP_PASSWORD";
+
+/// Exit code when the camera refused the credentials.
+pub const EXIT_UNAUTHORIZED: u8 = 3;
+
+/// Runs `work` on a current-thread runtime (one runtime, as DESIGN.md measured) with SIGINT and
+/// SIGTERM wired to its shutdown signal; maps its result to an exit code.
+fn run_until_signal<F>(work: impl FnOnce(Shutdown) -> F) -> ExitCode
+where
+    F: std::future::Future<Output = Result<(), DaemonError>>,
+{
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("edgenvr: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let (trigger, shutdown) = ShutdownTrigger::new();
+        let work = work(shutdown);
+        tokio::pin!(work);
+        tokio::select! {
+            result = &mut work => result,
+            signal = trigger.on_signals() => {
+                match signal {
+                    Ok(name) => tracing::info!("{name}: closing recordings"),
+                    Err(e) => tracing::error!("cannot watch for signals ({e}); stopping"),
+                }
+                work.await
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("edgenvr: {error}");
+            if error.is_unauthorized() {
+                ExitCode::from(EXIT_UNAUTHORIZED)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+/// Prints an error with its context chain and maps it to exit code 1.
+fn exit_code(result: anyhow::Result<ExitCode>) -> ExitCode {
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("edgenvr: error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs to stderr with a `RUST_LOG`-style filter, `info` by default.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
 }

@@ -30,7 +30,15 @@
 //! mutable state. Binaries are thin: `main.rs` parses arguments and maps errors to exit codes.
 
 pub mod cli;
+pub mod config;
+pub mod daemon;
 pub mod gpio;
+pub mod ingest;
 pub mod media;
+pub mod mux;
 pub mod publish;
+pub mod record;
+pub mod shutdown;
 pub mod state;
+pub mod store;
+pub mod time;

@@ -1,0 +1,465 @@
+//! The box's TOML config: the types every section deserialises into, static validation, and the
+//! report `edgenvr check-config` prints.
+//!
+//! Receives the text of a config file; emits a [`Config`] or every [`Problem`] found, each named
+//! by file, line and key. Validation is static: syntax, types, unknown keys (every section is
+//! `deny_unknown_fields`), value ranges and references between sections (camera triggers must
+//! name sensors, names must be unique). It never touches the store or the pins. Reading the file
+//! is the only I/O ([`load`]).
+//!
+//! Extending: a new section is a field of [`Config`] with `#[serde(default)]` (or required) and,
+//! when it has rules of its own, a `check_*` function called from [`Config::problems`].
+
+mod units;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+pub use units::{parse_size, ByteSize, HumanDuration};
+
+use crate::ingest::{CameraSource, Transport};
+
+/// Where `run` and `check-config` look without `--config`.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/edgenvr/config.toml";
+
+/// The whole config file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `[box]`: the box itself.
+    #[serde(rename = "box", default)]
+    pub box_: BoxConfig,
+    /// `[storage]`: where recordings go.
+    pub storage: StorageConfig,
+    /// `[[camera]]`: the cameras to record.
+    #[serde(default)]
+    pub camera: Vec<CameraConfig>,
+}
+
+/// `[box]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BoxConfig {
+    /// The box's name, shown upstream.
+    #[serde(default = "default_box_name")]
+    pub name: String,
+}
+
+impl Default for BoxConfig {
+    fn default() -> Self {
+        Self {
+            name: default_box_name(),
+        }
+    }
+}
+
+fn default_box_name() -> String {
+    "edgenvr".to_owned()
+}
+
+/// `[storage]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// The store directory (initialised with `edgenvr store init`).
+    pub dir: PathBuf,
+    /// Target length of one segment.
+    #[serde(default = "default_segment")]
+    pub segment: HumanDuration,
+    /// How often written video is synced: the most a power cut can lose.
+    #[serde(default = "default_sync_interval")]
+    pub sync_interval: HumanDuration,
+}
+
+fn default_segment() -> HumanDuration {
+    // Ten seconds: the length users know from the ffmpeg one-liner; a clip boundary is at most
+    // this far from the asked time.
+    HumanDuration::from_secs(10)
+}
+
+fn default_sync_interval() -> HumanDuration {
+    // Two seconds: a power cut loses at most ~2 s plus the GOP in flight; syncing more often
+    // multiplies flushes on the card for little gain.
+    HumanDuration::from_secs(2)
+}
+
+/// What a camera records.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordModeConfig {
+    /// Every GOP, wrapping around in the ring.
+    #[default]
+    Continuous,
+    /// Only around events from `triggers`, with `pre_roll` kept in RAM.
+    Events,
+}
+
+/// `[[camera]]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CameraConfig {
+    /// The camera's name: the store's key and the log field.
+    pub name: String,
+    /// `rtsp://[user[:password]@]host[:port]/path`.
+    pub url: String,
+    /// `tcp` (default) or `udp`.
+    #[serde(default)]
+    pub transport: Transport,
+    /// `continuous` (default) or `events`.
+    #[serde(default)]
+    pub mode: RecordModeConfig,
+    /// Video kept before an event starts (events mode).
+    #[serde(default = "default_pre_roll")]
+    pub pre_roll: HumanDuration,
+    /// Video kept after an event ends (events mode).
+    #[serde(default = "default_post_roll")]
+    pub post_roll: HumanDuration,
+    /// Sensor names whose events start a recording (events mode).
+    #[serde(default)]
+    pub triggers: Vec<String>,
+}
+
+fn default_pre_roll() -> HumanDuration {
+    // Five seconds: a PIR fires as someone enters the field of view; five seconds shows the
+    // approach and costs ~2.5 MB of RAM at 4 Mbit/s.
+    HumanDuration::from_secs(5)
+}
+
+fn default_post_roll() -> HumanDuration {
+    // Ten seconds after the last trigger: covers someone standing still (a PIR stops firing).
+    HumanDuration::from_secs(10)
+}
+
+/// One thing wrong with a config, located as precisely as the check allows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// The key path, e.g. `camera[1].url` (empty for syntax errors).
+    pub key: String,
+    /// 1-based line in the file, when known.
+    pub line: Option<usize>,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// A config that could not be used: every problem found, with the file they are in.
+#[derive(Clone, Debug, thiserror::Error)]
+pub struct ConfigError {
+    /// The file.
+    pub path: PathBuf,
+    /// Everything wrong with it (at least one).
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, problem) in self.problems.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{}", self.path.display())?;
+            if let Some(line) = problem.line {
+                write!(f, ":{line}")?;
+            }
+            write!(f, ": ")?;
+            if !problem.key.is_empty() {
+                write!(f, "{}: ", problem.key)?;
+            }
+            write!(f, "{}", problem.message)?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads and checks the config at `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        path: path.to_owned(),
+        problems: vec![Problem {
+            key: String::new(),
+            line: None,
+            message: format!("cannot read the config file: {e}"),
+        }],
+    })?;
+    parse(&text).map_err(|problems| ConfigError {
+        path: path.to_owned(),
+        problems,
+    })
+}
+
+/// Parses and checks config text.
+pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
+    let config: Config = toml::from_str(text).map_err(|e| {
+        vec![Problem {
+            key: String::new(),
+            line: e.span().map(|span| line_of(text, span.start)),
+            message: e.message().trim().to_owned(),
+        }]
+    })?;
+    let mut problems = config.problems();
+    if problems.is_empty() {
+        return Ok(config);
+    }
+    // Locate each problem by its key in the document (a parse that just succeeded cannot fail).
+    if let Ok(doc) = toml_edit::ImDocument::parse(text) {
+        for problem in &mut problems {
+            problem.line =
+                span_of_key(doc.as_item(), &problem.key).map(|start| line_of(text, start));
+        }
+    }
+    Err(problems)
+}
+
+impl Config {
+    /// Every rule beyond types that this config breaks; empty when it is usable.
+    pub fn problems(&self) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        self.check_storage(&mut problems);
+        self.check_cameras(&mut problems);
+        problems
+    }
+
+    /// The names that camera `triggers` may refer to. Sensors are declared by a later section;
+    /// until then nothing can trigger a recording.
+    pub fn trigger_names(&self) -> Vec<&str> {
+        Vec::new()
+    }
+
+    fn check_storage(&self, problems: &mut Vec<Problem>) {
+        let segment = self.storage.segment.0;
+        // A segment must hold at least one GOP (cameras send one every 1–4 s); a segment longer
+        // than ten minutes makes a slot, and what a wrap overwrites at once, needlessly large.
+        if segment < std::time::Duration::from_secs(1)
+            || segment > std::time::Duration::from_secs(600)
+        {
+            problems.push(problem(
+                "storage.segment",
+                format!("{} is out of range (1s to 10m)", self.storage.segment),
+            ));
+        }
+        if self.storage.sync_interval.0.is_zero() {
+            problems.push(problem(
+                "storage.sync_interval",
+                "must be more than zero (it bounds the video a power cut loses)".into(),
+            ));
+        }
+        if self.storage.dir.as_os_str().is_empty() {
+            problems.push(problem("storage.dir", "must not be empty".into()));
+        }
+    }
+
+    fn check_cameras(&self, problems: &mut Vec<Problem>) {
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        let triggers_known = self.trigger_names();
+        for (i, camera) in self.camera.iter().enumerate() {
+            let at = |key: &str| format!("camera[{i}].{key}");
+            if let Err(why) = check_name(&camera.name) {
+                problems.push(problem(&at("name"), why));
+            } else if let Some(first) = seen.insert(&camera.name, i) {
+                seen.insert(&camera.name, first);
+                problems.push(problem(
+                    &at("name"),
+                    format!("{:?} is already the name of camera[{first}]", camera.name),
+                ));
+            }
+            if let Err(e) = CameraSource::new(&camera.name, &camera.url, None, camera.transport) {
+                problems.push(problem(&at("url"), e.to_string()));
+            }
+            for (t, trigger) in camera.triggers.iter().enumerate() {
+                if !triggers_known.contains(&trigger.as_str()) {
+                    problems.push(problem(
+                        &format!("camera[{i}].triggers[{t}]"),
+                        format!("{trigger:?} is not the name of a [[sensor]]"),
+                    ));
+                }
+            }
+            if camera.mode == RecordModeConfig::Events && camera.triggers.is_empty() {
+                problems.push(problem(
+                    &at("triggers"),
+                    "mode = \"events\" needs at least one trigger".into(),
+                ));
+            }
+        }
+    }
+}
+
+/// Names become store keys and log fields: keep them short and plain.
+fn check_name(name: &str) -> Result<(), String> {
+    // 32 characters: readable in a listing; the store and the wire format carry names often.
+    const MAX_NAME_CHARS: usize = 32;
+    if name.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if name.chars().count() > MAX_NAME_CHARS {
+        return Err(format!(
+            "{name:?} is longer than {MAX_NAME_CHARS} characters"
+        ));
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        || name.starts_with('.')
+    {
+        return Err(format!(
+            "{name:?} may use only letters, digits, '-', '_' and '.' (not first)"
+        ));
+    }
+    Ok(())
+}
+
+fn problem(key: &str, message: String) -> Problem {
+    Problem {
+        key: key.to_owned(),
+        line: None,
+        message,
+    }
+}
+
+/// 1-based line of byte offset `at`.
+fn line_of(text: &str, at: usize) -> usize {
+    text.get(..at)
+        .map_or(0, |before| before.matches('\n').count())
+        + 1
+}
+
+/// The byte offset where `key` (`a.b[2].c`) is defined, or its nearest existing parent.
+fn span_of_key(root: &toml_edit::Item, key: &str) -> Option<usize> {
+    let mut item = root;
+    let mut best = None;
+    for part in key.split('.') {
+        let (name, indexes) = match part.split_once('[') {
+            Some((name, rest)) => (name, Some(rest)),
+            None => (part, None),
+        };
+        item = item.get(name)?;
+        best = item.span().map(|s| s.start).or(best);
+        for index in indexes.into_iter().flat_map(|rest| rest.split('[')) {
+            let n: usize = index.trim_end_matches(']').parse().ok()?;
+            item = item.get(n)?;
+            best = item.span().map(|s| s.start).or(best);
+        }
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[box]
+name = "garage"
+
+[storage]
+dir = "/mnt/usb/edgenvr"
+segment = "10s"
+sync_interval = "2s"
+
+[[camera]]
+name = "front"
+url = "rtsp://user:pass@cam-front.lan/stream1"
+transport = "tcp"
+mode = "continuous"
+
+[[camera]]
+name = "back"
+url = "rtsp://cam-back.lan/stream1"
+transport = "udp"
+"#;
+
+    #[test]
+    fn the_reference_config_parses() {
+        let config = parse(GOOD).unwrap();
+        assert_eq!(config.box_.name, "garage");
+        assert_eq!(config.storage.segment.0, std::time::Duration::from_secs(10));
+        assert_eq!(config.camera.len(), 2);
+        assert_eq!(config.camera[1].transport, Transport::Udp);
+        assert_eq!(config.camera[1].mode, RecordModeConfig::Continuous);
+        assert_eq!(config.camera[1].pre_roll, HumanDuration::from_secs(5));
+    }
+
+    #[test]
+    fn the_example_file_parses() {
+        let text = include_str!("../../../../examples/config.toml");
+        let config = parse(text).unwrap();
+        assert!(!config.camera.is_empty());
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_with_a_line() {
+        let text = GOOD.replace("transport = \"udp\"", "transport = \"udp\"\nfps = 25");
+        let problems = parse(&text).unwrap_err();
+        assert_eq!(problems.len(), 1);
+        assert!(
+            problems[0].message.contains("unknown field `fps`"),
+            "{problems:?}"
+        );
+        assert_eq!(problems[0].line, Some(20));
+    }
+
+    #[test]
+    fn bad_types_and_values_are_named() {
+        let problems = parse(&GOOD.replace("\"10s\"", "\"ten\"")).unwrap_err();
+        assert!(
+            problems[0].message.contains("invalid duration"),
+            "{problems:?}"
+        );
+        assert_eq!(problems[0].line, Some(7));
+        let problems = parse(&GOOD.replace("\"udp\"", "\"sctp\"")).unwrap_err();
+        assert!(problems[0].message.contains("sctp"), "{problems:?}");
+    }
+
+    #[test]
+    fn semantic_problems_name_key_and_line() {
+        let text = GOOD
+            .replace("name = \"back\"", "name = \"front\"")
+            .replace("rtsp://cam-back.lan", "http://u:secret@cam-back.lan")
+            .replace(
+                "mode = \"continuous\"",
+                "mode = \"events\"\ntriggers = [\"pir\"]",
+            );
+        let err = ConfigError {
+            path: "c.toml".into(),
+            problems: parse(&text).unwrap_err(),
+        };
+        let shown = err.to_string();
+        let lines: Vec<&str> = shown.lines().collect();
+        assert_eq!(lines.len(), 3, "{shown}");
+        assert_eq!(
+            lines[0],
+            "c.toml:15: camera[0].triggers[0]: \"pir\" is not the name of a [[sensor]]"
+        );
+        assert_eq!(
+            lines[1],
+            "c.toml:18: camera[1].name: \"front\" is already the name of camera[0]"
+        );
+        assert!(
+            lines[2].starts_with("c.toml:19: camera[1].url: "),
+            "{shown}"
+        );
+        assert!(!shown.contains("secret"), "{shown}");
+    }
+
+    #[test]
+    fn storage_is_required_and_checked() {
+        let problems = parse("[[camera]]\nname = \"a\"\nurl = \"rtsp://x/y\"\n").unwrap_err();
+        assert!(
+            problems[0].message.contains("missing field `storage`"),
+            "{problems:?}"
+        );
+        let problems = parse(&GOOD.replace("\"10s\"", "\"0s\"")).unwrap_err();
+        assert_eq!(problems[0].key, "storage.segment");
+        assert_eq!(problems[0].line, Some(7));
+    }
+
+    #[test]
+    fn names_are_plain() {
+        assert!(check_name("front-door_2").is_ok());
+        assert!(check_name("").is_err());
+        assert!(check_name("../etc").is_err());
+        assert!(check_name("a b").is_err());
+        assert!(check_name(&"x".repeat(33)).is_err());
+    }
+}

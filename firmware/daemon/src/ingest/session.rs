@@ -1,0 +1,285 @@
+//! One RTSP session with one camera, through retina: DESCRIBE, SETUP (the first H.264/H.265
+//! video stream and the first AAC audio stream), PLAY, then frames until the stream fails.
+//!
+//! Receives a [`CameraSource`]; emits [`IngestEvent`]s: stream parameters before the first frame
+//! and whenever they change, video access units (4-byte length-prefixed NAL units, the MP4 sample
+//! format, parameter sets out of band) with 90 kHz media time, and AAC frames. Owns the socket
+//! (through retina); async, driven by the caller's task. Media time starts near zero with each
+//! session. Streams are expected without B-frames (retina does not reorder), as IP cameras send.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use retina::client::{self, Demuxed, PlayOptions, SessionOptions, SetupOptions};
+use retina::codec::{CodecItem, FrameFormat, ParametersRef, VideoParametersCodec};
+
+use super::{CameraSource, IngestError, Transport};
+use crate::media::{
+    AudioFrame, AudioParams, StreamParams, VideoCodec, VideoFrame, VideoParams, TIMESCALE_90K,
+};
+
+/// What a session delivers, in arrival order.
+#[derive(Clone, Debug)]
+pub enum IngestEvent {
+    /// The parameters of the frames that follow (first of a session, or changed mid-stream).
+    Params(Arc<StreamParams>),
+    /// One video access unit.
+    Video(VideoFrame),
+    /// One AAC frame.
+    Audio(AudioFrame),
+}
+
+/// A playing RTSP session.
+pub struct Session {
+    camera: String,
+    url: String,
+    source: CameraSource,
+    demuxed: Pin<Box<Demuxed>>,
+    video_stream_i: usize,
+    video_clock_hz: u32,
+    audio_stream_i: Option<usize>,
+    audio: Option<AudioParams>,
+    params: Option<Arc<StreamParams>>,
+    /// A frame that brought new parameters: delivered right after its [`IngestEvent::Params`].
+    pending: Option<retina::codec::VideoFrame>,
+    stall_timeout: Duration,
+}
+
+impl Session {
+    /// Connects and starts playing; gives up after `connect_timeout`. A stream that then delivers
+    /// no frame for `stall_timeout` fails [`Session::next_event`] with [`IngestError::Stalled`].
+    pub async fn open(
+        source: &CameraSource,
+        connect_timeout: Duration,
+        stall_timeout: Duration,
+    ) -> Result<Self, IngestError> {
+        match tokio::time::timeout(connect_timeout, Self::open_inner(source, stall_timeout)).await {
+            Ok(result) => result,
+            Err(_) => Err(IngestError::ConnectTimeout {
+                camera: source.name.clone(),
+                url: source.url.to_string(),
+                waited: connect_timeout,
+            }),
+        }
+    }
+
+    async fn open_inner(
+        source: &CameraSource,
+        stall_timeout: Duration,
+    ) -> Result<Self, IngestError> {
+        let rtsp_err = |e: retina::Error| map_retina_error(source, &e);
+        let creds = source.credentials.as_ref().map(|c| client::Credentials {
+            username: c.username.clone(),
+            password: c.password.clone(),
+        });
+        let options = SessionOptions::default()
+            .creds(creds)
+            .user_agent(format!("edgenvr/{}", env!("CARGO_PKG_VERSION")));
+        let mut described = client::Session::describe(source.url.clone(), options)
+            .await
+            .map_err(rtsp_err)?;
+
+        let streams = described.streams();
+        let video_stream_i = streams
+            .iter()
+            .position(|s| s.media() == "video" && matches!(s.encoding_name(), "h264" | "h265"));
+        let Some(video_stream_i) = video_stream_i else {
+            let found = streams
+                .iter()
+                .map(|s| format!("{}/{}", s.media(), s.encoding_name()))
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Err(IngestError::NoVideo {
+                camera: source.name.clone(),
+                url: source.url.to_string(),
+                found,
+            });
+        };
+        let video_clock_hz = streams
+            .get(video_stream_i)
+            .map_or(TIMESCALE_90K, |s| s.clock_rate_hz());
+        let audio_stream_i = streams
+            .iter()
+            .position(|s| s.media() == "audio" && s.encoding_name() == "mpeg4-generic");
+
+        let transport = match source.transport {
+            Transport::Tcp => client::Transport::Tcp(Default::default()),
+            Transport::Udp => client::Transport::Udp(Default::default()),
+        };
+        let setup = || {
+            SetupOptions::default()
+                .transport(transport.clone())
+                .frame_format(FrameFormat::MP4)
+        };
+        described
+            .setup(video_stream_i, setup())
+            .await
+            .map_err(rtsp_err)?;
+        let mut audio = None;
+        let mut audio_stream_i_set = None;
+        if let Some(i) = audio_stream_i {
+            // Audio is a bonus: a camera whose AAC stream cannot be set up still records video.
+            match described.setup(i, setup()).await {
+                Ok(()) => {
+                    audio = described
+                        .streams()
+                        .get(i)
+                        .and_then(|s| audio_params(s.parameters()));
+                    audio_stream_i_set = audio.as_ref().map(|_| i);
+                }
+                Err(e) => tracing::warn!(
+                    camera = %source.name,
+                    error = %source.scrub(&e.to_string()),
+                    "audio stream not recorded"
+                ),
+            }
+        }
+        let playing = described
+            .play(PlayOptions::default())
+            .await
+            .map_err(rtsp_err)?;
+        let demuxed = playing.demuxed().map_err(rtsp_err)?;
+        Ok(Self {
+            camera: source.name.clone(),
+            url: source.url.to_string(),
+            source: source.clone(),
+            demuxed: Box::pin(demuxed),
+            video_stream_i,
+            video_clock_hz,
+            audio_stream_i: audio_stream_i_set,
+            audio,
+            params: None,
+            pending: None,
+            stall_timeout,
+        })
+    }
+
+    /// The next event, or the reason the session is over. Cancel-safe: dropping the future loses
+    /// nothing but the wait.
+    pub async fn next_event(&mut self) -> Result<IngestEvent, IngestError> {
+        if let Some(frame) = self.pending.take() {
+            return Ok(IngestEvent::Video(self.convert_video(frame)));
+        }
+        loop {
+            let item = match tokio::time::timeout(self.stall_timeout, self.demuxed.next()).await {
+                Err(_) => {
+                    return Err(IngestError::Stalled {
+                        camera: self.camera.clone(),
+                        url: self.url.clone(),
+                        stalled_for: self.stall_timeout,
+                    })
+                }
+                Ok(None) => {
+                    return Err(IngestError::Ended {
+                        camera: self.camera.clone(),
+                        url: self.url.clone(),
+                    })
+                }
+                Ok(Some(Err(e))) => return Err(map_retina_error(&self.source, &e)),
+                Ok(Some(Ok(item))) => item,
+            };
+            match item {
+                CodecItem::VideoFrame(frame) if frame.stream_id() == self.video_stream_i => {
+                    if self.params.is_none() || frame.has_new_parameters() {
+                        if let Some(params) = self.current_params() {
+                            if self.params.as_deref() != Some(&params) {
+                                let params = Arc::new(params);
+                                self.params = Some(params.clone());
+                                self.pending = Some(frame);
+                                return Ok(IngestEvent::Params(params));
+                            }
+                        }
+                    }
+                    if self.params.is_none() {
+                        // Parameters not known yet: nothing can decode this frame.
+                        continue;
+                    }
+                    return Ok(IngestEvent::Video(self.convert_video(frame)));
+                }
+                CodecItem::AudioFrame(frame) if Some(frame.stream_id()) == self.audio_stream_i => {
+                    if self.params.is_none() {
+                        continue;
+                    }
+                    return Ok(IngestEvent::Audio(AudioFrame {
+                        pts: frame.timestamp().elapsed(),
+                        data: Bytes::copy_from_slice(frame.data()),
+                    }));
+                }
+                _ => continue,
+            }
+        }
+    }
+
+    fn current_params(&self) -> Option<StreamParams> {
+        let stream = self.demuxed.streams().get(self.video_stream_i)?;
+        let Some(ParametersRef::Video(v)) = stream.parameters() else {
+            return None;
+        };
+        let codec = match v.codec_params() {
+            VideoParametersCodec::H264 { .. } => VideoCodec::H264,
+            VideoParametersCodec::H265 { .. } => VideoCodec::H265,
+            _ => return None,
+        };
+        let (width, height) = v.pixel_dimensions();
+        Some(StreamParams {
+            video: VideoParams {
+                codec,
+                width: u16::try_from(width).ok()?,
+                height: u16::try_from(height).ok()?,
+                rfc6381_codec: v.rfc6381_codec().to_owned(),
+                decoder_config: Bytes::copy_from_slice(v.extra_data()),
+            },
+            audio: self.audio.clone(),
+        })
+    }
+
+    fn convert_video(&self, frame: retina::codec::VideoFrame) -> VideoFrame {
+        let elapsed = frame.timestamp().elapsed();
+        let pts_90k = if self.video_clock_hz == TIMESCALE_90K || self.video_clock_hz == 0 {
+            elapsed
+        } else {
+            elapsed * i64::from(TIMESCALE_90K) / i64::from(self.video_clock_hz)
+        };
+        VideoFrame {
+            pts_90k,
+            is_key: frame.is_random_access_point(),
+            data: Bytes::from(frame.into_data()),
+        }
+    }
+}
+
+fn audio_params(params: Option<ParametersRef<'_>>) -> Option<AudioParams> {
+    let Some(ParametersRef::Audio(a)) = params else {
+        return None;
+    };
+    if !a.rfc6381_codec().is_some_and(|c| c.starts_with("mp4a")) {
+        return None;
+    }
+    Some(AudioParams {
+        sample_rate: a.clock_rate(),
+        channels: a.channels().get(),
+        audio_specific_config: Bytes::copy_from_slice(a.extra_data()),
+    })
+}
+
+fn map_retina_error(source: &CameraSource, e: &retina::Error) -> IngestError {
+    if e.status_code() == Some(401) {
+        return IngestError::Unauthorized {
+            camera: source.name.clone(),
+            url: source.url.to_string(),
+        };
+    }
+    IngestError::Rtsp {
+        camera: source.name.clone(),
+        url: source.url.to_string(),
+        // retina's messages span lines (connection, message and packet contexts); one log line
+        // per failure reads better.
+        message: source
+            .scrub(&e.to_string())
+            .replace("\n\n", "; ")
+            .replace('\n', "; "),
+    }
+}

@@ -1,0 +1,123 @@
+//! The pre-roll ring for `mode = "events"`: the last few seconds of GOPs kept in RAM, not on the
+//! card, until an event says they are wanted.
+//!
+//! Receives finished GOPs; evicts the oldest while the ring holds more than its time or byte
+//! budget; [`PreRoll::drain`] hands everything over, oldest first, when an event starts. The
+//! newest GOP is always kept even when it alone exceeds the budget, so an event never starts
+//! without its key frame. Pure data, no I/O.
+
+use std::collections::VecDeque;
+
+use crate::media::Gop;
+
+/// A bounded ring of the most recent GOPs.
+#[derive(Debug)]
+pub struct PreRoll {
+    max_duration_90k: i64,
+    max_bytes: usize,
+    gops: VecDeque<Gop>,
+    bytes: usize,
+    duration_90k: i64,
+}
+
+impl PreRoll {
+    /// A ring holding at most `max_duration_90k` of video and `max_bytes` of payload. The time
+    /// budget counts whole GOPs: with 2 s GOPs a 5 s pre-roll keeps the 3 newest (up to 6 s), so
+    /// an event's recording starts at least 5 s early whenever the stream has run that long.
+    pub fn new(max_duration_90k: i64, max_bytes: usize) -> Self {
+        Self {
+            max_duration_90k,
+            max_bytes,
+            gops: VecDeque::new(),
+            bytes: 0,
+            duration_90k: 0,
+        }
+    }
+
+    /// Adds the newest GOP and evicts the oldest ones that the budget no longer needs.
+    pub fn push(&mut self, gop: Gop) {
+        self.bytes += gop.payload_bytes();
+        self.duration_90k += gop.duration_90k();
+        self.gops.push_back(gop);
+        while self.gops.len() > 1 {
+            let Some(oldest) = self.gops.front() else {
+                break;
+            };
+            let without_oldest_90k = self.duration_90k - oldest.duration_90k();
+            let over_time = without_oldest_90k >= self.max_duration_90k;
+            let over_bytes = self.bytes > self.max_bytes;
+            if !(over_time || over_bytes) {
+                break;
+            }
+            if let Some(evicted) = self.gops.pop_front() {
+                self.bytes -= evicted.payload_bytes();
+                self.duration_90k -= evicted.duration_90k();
+            }
+        }
+    }
+
+    /// Takes every GOP out, oldest first.
+    pub fn drain(&mut self) -> Vec<Gop> {
+        self.bytes = 0;
+        self.duration_90k = 0;
+        self.gops.drain(..).collect()
+    }
+
+    /// Payload bytes held.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Video held, in 90 kHz ticks.
+    pub fn duration_90k(&self) -> i64 {
+        self.duration_90k
+    }
+
+    /// GOPs held.
+    pub fn len(&self) -> usize {
+        self.gops.len()
+    }
+
+    /// Whether the ring is empty.
+    pub fn is_empty(&self) -> bool {
+        self.gops.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::tests::gop_at;
+
+    const SECOND_90K: i64 = 90_000;
+
+    #[test]
+    fn keeps_at_least_the_time_budget_of_whole_gops() {
+        // 5 s of pre-roll from 2 s GOPs.
+        let mut ring = PreRoll::new(5 * SECOND_90K, usize::MAX);
+        for i in 0..10 {
+            ring.push(gop_at(i * 2 * SECOND_90K, 100));
+        }
+        assert_eq!(ring.len(), 3);
+        assert_eq!(ring.duration_90k(), 6 * SECOND_90K);
+        let gops = ring.drain();
+        assert_eq!(gops[0].frames[0].pts_90k, 14 * SECOND_90K);
+        assert!(ring.is_empty());
+        assert_eq!(ring.bytes(), 0);
+    }
+
+    #[test]
+    fn the_byte_budget_wins_but_the_newest_gop_stays() {
+        let mut ring = PreRoll::new(60 * SECOND_90K, 250);
+        for i in 0..5 {
+            ring.push(gop_at(i * 2 * SECOND_90K, 100));
+        }
+        assert_eq!(ring.len(), 2);
+        assert!(ring.bytes() <= 250);
+        let mut tiny = PreRoll::new(SECOND_90K, 10);
+        tiny.push(gop_at(0, 100));
+        tiny.push(gop_at(2 * SECOND_90K, 100));
+        assert_eq!(tiny.len(), 1);
+        assert_eq!(tiny.drain()[0].frames[0].pts_90k, 2 * SECOND_90K);
+    }
+}

@@ -1,0 +1,210 @@
+//! Recordings per camera as wall-clock time ranges with the gaps between them, built from the
+//! fragments' own timestamps. Pure computation over [`SegmentInfo`]s; no I/O.
+//!
+//! Honesty about the wall clock: every fragment carries the wall time its first frame was
+//! stamped with by the recorder, and its media duration (from RTP). Inside one segment media time
+//! is continuous, so when two fragments of one segment disagree with it by more than
+//! [`GAP_TOLERANCE_MS`], the wall clock was stepped (a Pi without an RTC getting NTP time): the
+//! range is split there and the new range is marked `clock_jump_before`, not shown as a gap.
+//! Between segments a wall time earlier than the previous end is also a clock step; a later one is
+//! a gap (a forward step while a camera was reconnecting cannot be told from an outage). Ranges
+//! are listed in recording order, so after a backward step they may overlap in wall time.
+
+use std::collections::BTreeMap;
+
+use super::SegmentInfo;
+use crate::media::TIMESCALE_90K;
+
+/// Wall-clock stamps jitter with network delivery by far less than a second; an outage or a
+/// reconnect costs seconds. Differences within this are not gaps.
+pub const GAP_TOLERANCE_MS: i64 = 1000;
+
+/// One camera's recordings.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct CameraRecordings {
+    /// Camera name.
+    pub camera: String,
+    /// Continuous stretches, in recording order.
+    pub ranges: Vec<RecordingRange>,
+}
+
+/// A stretch of video without gaps.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct RecordingRange {
+    /// Wall-clock time of the first frame, Unix ms.
+    pub start_wall_ms: i64,
+    /// Wall-clock end of the last frame, Unix ms (its stamp plus its media duration).
+    pub end_wall_ms: i64,
+    /// Media duration of the video in the range, 90 kHz.
+    pub media_duration_90k: u64,
+    /// Segments touched (a segment split by a clock step counts in both ranges).
+    pub segments: u32,
+    /// Fragments (GOPs).
+    pub fragments: u32,
+    /// Video frames.
+    pub frames: u64,
+    /// Bytes of fragment bodies.
+    pub bytes: u64,
+    /// Wall-clock difference from the previous range's end to this start, ms; `None` for the first.
+    pub gap_before_ms: Option<i64>,
+    /// The boundary before this range is a wall-clock step, not missing video.
+    pub clock_jump_before: bool,
+}
+
+/// Groups `segments` (in recording order) per camera into ranges.
+pub fn recordings(segments: &[SegmentInfo]) -> Vec<CameraRecordings> {
+    let mut by_camera: BTreeMap<&str, Vec<&SegmentInfo>> = BTreeMap::new();
+    for segment in segments {
+        by_camera
+            .entry(segment.camera.as_str())
+            .or_default()
+            .push(segment);
+    }
+    by_camera
+        .into_iter()
+        .map(|(camera, mut segments)| {
+            segments.sort_by_key(|s| s.segment_id);
+            CameraRecordings {
+                camera: camera.to_owned(),
+                ranges: ranges(&segments),
+            }
+        })
+        .collect()
+}
+
+fn ranges(segments: &[&SegmentInfo]) -> Vec<RecordingRange> {
+    let mut ranges: Vec<RecordingRange> = Vec::new();
+    for segment in segments {
+        let mut segment_counted = false;
+        for (position, fragment) in segment.fragments.iter().enumerate() {
+            let start = fragment.wall_ms;
+            let duration_ms = i64::from(fragment.duration_90k) * 1000 / i64::from(TIMESCALE_90K);
+            let same_segment = position > 0;
+            let boundary = ranges.last().and_then(|range| {
+                let delta = start - range.end_wall_ms;
+                if same_segment {
+                    (delta.abs() > GAP_TOLERANCE_MS).then_some((delta, true))
+                } else if delta > GAP_TOLERANCE_MS {
+                    Some((delta, false))
+                } else if delta < -GAP_TOLERANCE_MS {
+                    Some((delta, true))
+                } else {
+                    None
+                }
+            });
+            let continues = ranges.last().is_some() && boundary.is_none();
+            if !continues {
+                let (gap_before_ms, clock_jump_before) = match boundary {
+                    Some((delta, jump)) => (Some(delta), jump),
+                    None => (None, false),
+                };
+                ranges.push(RecordingRange {
+                    start_wall_ms: start,
+                    end_wall_ms: start,
+                    media_duration_90k: 0,
+                    segments: 0,
+                    fragments: 0,
+                    frames: 0,
+                    bytes: 0,
+                    gap_before_ms,
+                    clock_jump_before,
+                });
+                segment_counted = false;
+            }
+            if let Some(range) = ranges.last_mut() {
+                range.end_wall_ms = start + duration_ms;
+                range.media_duration_90k += u64::from(fragment.duration_90k);
+                range.fragments += 1;
+                range.frames += u64::from(fragment.frame_count);
+                range.bytes += u64::from(fragment.body_len);
+                if !segment_counted {
+                    range.segments += 1;
+                    segment_counted = true;
+                }
+            }
+        }
+    }
+    ranges
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::VideoCodec;
+    use crate::store::format::SegmentKind;
+    use crate::store::FragmentInfo;
+
+    /// A segment of one-second fragments stamped at the given wall times.
+    fn segment(camera: &str, segment_id: u64, walls_ms: &[i64]) -> SegmentInfo {
+        SegmentInfo {
+            slot: 0,
+            segment_id,
+            camera: camera.into(),
+            kind: SegmentKind::Continuous,
+            codec: VideoCodec::H264,
+            width: 1,
+            height: 1,
+            has_audio: false,
+            init_len: 1,
+            start_wall_ms: walls_ms.first().copied().unwrap_or(0),
+            fragments: walls_ms
+                .iter()
+                .enumerate()
+                .map(|(index, wall_ms)| FragmentInfo {
+                    index: index as u32,
+                    offset: 0,
+                    body_offset: 0,
+                    body_len: 100,
+                    wall_ms: *wall_ms,
+                    base_90k: index as u64 * 90_000,
+                    duration_90k: 90_000,
+                    frame_count: 25,
+                    segment_syncs: 0,
+                    crc: 0,
+                })
+                .collect(),
+            path: Default::default(),
+        }
+    }
+
+    #[test]
+    fn contiguous_segments_make_one_range_and_an_outage_makes_a_gap() {
+        let listed = recordings(&[
+            segment("front", 1, &[0, 1000]),
+            segment("front", 2, &[2040, 3000]),
+            segment("front", 3, &[10_000]),
+            segment("back", 4, &[0]),
+        ]);
+        assert_eq!(listed.len(), 2);
+        let front = &listed[1];
+        assert_eq!(front.camera, "front");
+        assert_eq!(front.ranges.len(), 2);
+        assert_eq!(front.ranges[0].start_wall_ms, 0);
+        assert_eq!(front.ranges[0].end_wall_ms, 4000);
+        assert_eq!(front.ranges[0].segments, 2);
+        assert_eq!(front.ranges[0].fragments, 4);
+        assert_eq!(front.ranges[1].gap_before_ms, Some(6000));
+        assert!(!front.ranges[1].clock_jump_before);
+    }
+
+    #[test]
+    fn a_clock_step_inside_a_segment_is_marked_not_a_gap() {
+        // NTP sets the clock 3 hours forward between the second and third GOP.
+        let step_ms = 3 * 3600 * 1000;
+        let listed = recordings(&[segment("front", 1, &[0, 1000, 2000 + step_ms])]);
+        let ranges = &listed[0].ranges;
+        assert_eq!(ranges.len(), 2);
+        assert!(ranges[1].clock_jump_before);
+        assert_eq!(ranges[1].gap_before_ms, Some(step_ms));
+        assert_eq!(ranges[1].segments, 1);
+    }
+
+    #[test]
+    fn a_backward_step_between_segments_is_a_clock_jump() {
+        let listed = recordings(&[segment("front", 1, &[50_000]), segment("front", 2, &[0])]);
+        let ranges = &listed[0].ranges;
+        assert_eq!(ranges.len(), 2);
+        assert!(ranges[1].clock_jump_before);
+        assert_eq!(ranges[1].gap_before_ms, Some(-51_000));
+    }
+}

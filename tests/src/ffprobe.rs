@@ -1,0 +1,58 @@
+//! ffprobe/ffmpeg as the independent judge of what was written: frame counts and full decodes.
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{ensure, Context};
+
+/// Frames ffprobe reads from the first video stream of `path` (`-count_frames`). Fails when
+/// ffprobe reports any error.
+pub fn count_video_frames(path: &Path) -> anyhow::Result<u64> {
+    let output = Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
+        .args(["-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"])
+        .arg(path)
+        .output()
+        .context("running ffprobe")?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    ensure!(
+        output.status.success() && stderr.trim().is_empty(),
+        "ffprobe {}: status {}, errors: {stderr}",
+        path.display(),
+        output.status
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    stdout
+        .trim()
+        .trim_end_matches(',')
+        .parse()
+        .with_context(|| format!("ffprobe {}: unexpected output {stdout:?}", path.display()))
+}
+
+/// Decodes all of `path` with `ffmpeg -v error -i F -f null -`; returns what it printed (empty
+/// when the file decodes cleanly).
+pub fn decode_errors(path: &Path) -> anyhow::Result<String> {
+    let output = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-i"])
+        .arg(path)
+        .args(["-f", "null", "-"])
+        .output()
+        .context("running ffmpeg")?;
+    let mut text = String::from_utf8_lossy(&output.stderr).into_owned();
+    if !output.status.success() {
+        text.push_str(&format!("\nexit status {}", output.status));
+    }
+    Ok(text)
+}
+
+/// The codec name ffprobe reports for the first video stream (`h264`, `hevc`).
+pub fn video_codec_name(path: &Path) -> anyhow::Result<String> {
+    let output = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0"])
+        .args(["-show_entries", "stream=codec_name", "-of", "csv=p=0"])
+        .arg(path)
+        .output()
+        .context("running ffprobe")?;
+    ensure!(output.status.success(), "ffprobe {} failed", path.display());
+    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+}
