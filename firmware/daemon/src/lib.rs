@@ -31,3 +31,4 @@
 
 pub mod cli;
 pub mod media;
+pub mod simcam;

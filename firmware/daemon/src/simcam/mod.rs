@@ -1,0 +1,261 @@
+//! `edgenvr sim-camera`: a small RTSP server that plays an H.264 clip in a loop, in real time,
+//! as a stand-in for an IP camera in the demo and in tests.
+//!
+//! Receives a listen address, the stream paths and a [`Clip`] (the one built into the binary or
+//! an Annex-B file); emits RTSP/RTP to any number of clients and logs `listening rtsp ADDR:PORT`
+//! once bound. Each client gets its own pass over the clip from the first key frame, with RTP
+//! timestamps and sequence numbers that keep increasing across the loop point, like a camera
+//! that never stops.
+//!
+//! # Layout
+//!
+//! ```text
+//! clip        Annex-B file → access units, SPS/PPS, frame rate          (no I/O but reading it)
+//! sdp         SPS/PPS → the DESCRIBE answer                             (pure)
+//! rtp         access unit → RTP packets (single NAL / FU-A), RTCP SR   (pure)
+//! stream      the media clock: which frame next, when, which timestamp (pure)
+//! rtsp        request → response + effect, per-connection session     (pure, rtsp-types)
+//! connection  one client socket: parse, answer, send media             (one task per client)
+//! mod         bind, accept, shutdown                                    (this file)
+//! ```
+//!
+//! Transport: RTP/AVP/TCP interleaved (what edgenvr and most recorders use); UDP is refused
+//! with 461. Every path serves the same clip.
+
+pub mod clip;
+mod connection;
+pub mod rtp;
+pub mod rtsp;
+pub mod sdp;
+pub mod stream;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+
+pub use clip::{Clip, ClipError};
+use rtsp::Catalog;
+
+/// The address `edgenvr sim-camera` listens on by default: loopback, RTSP's registered port.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8554";
+
+/// The path served when none is given: `rtsp://HOST:PORT/stream`.
+pub const DEFAULT_PATH: &str = "stream";
+
+/// Clients served at once. A test camera has a handful; the cap keeps a client stuck in a
+/// reconnect loop from exhausting the process's file descriptors.
+const MAX_CONNECTIONS: usize = 64;
+
+/// After a failed `accept` (e.g. out of file descriptors), wait this long before the next one so
+/// the error does not spin a core.
+const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Why the simulated camera cannot start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SimCameraError {
+    /// The clip cannot be served.
+    #[error(transparent)]
+    Clip(#[from] ClipError),
+    /// A stream path is not usable in a URL.
+    #[error("invalid stream path {path:?}: {reason}")]
+    BadPath {
+        /// The path as given.
+        path: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The listen address cannot be bound.
+    #[error("cannot listen on {addr}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// What the OS said.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What to serve, and where.
+#[derive(Debug)]
+pub struct SimCameraConfig {
+    /// The address to listen on; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Stream paths (`front`, `cam/main`); leading and trailing slashes are ignored. Empty means
+    /// [`DEFAULT_PATH`].
+    pub paths: Vec<String>,
+    /// The clip every path plays.
+    pub clip: Clip,
+}
+
+/// A bound simulated camera, ready to [`run`](SimCamera::run).
+#[derive(Debug)]
+pub struct SimCamera {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    catalog: Arc<Catalog>,
+}
+
+impl SimCamera {
+    /// Checks the paths and binds the listener. Logs `listening rtsp ADDR:PORT` once bound.
+    pub async fn bind(config: SimCameraConfig) -> Result<SimCamera, SimCameraError> {
+        let paths = normalize_paths(config.paths)?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| SimCameraError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| SimCameraError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        let (width, height) = config.clip.dimensions();
+        let frame_rate = config.clip.frame_rate();
+        tracing::info!("listening rtsp {local_addr}");
+        tracing::info!(
+            width,
+            height,
+            fps = frame_rate.frames as f64 / frame_rate.per_seconds as f64,
+            frames = config.clip.access_units().len(),
+            "serving an H.264 clip in a loop"
+        );
+        let catalog = Arc::new(Catalog {
+            paths,
+            clip: Arc::new(config.clip),
+        });
+        for url in stream_urls(local_addr, &catalog.paths) {
+            tracing::info!("stream {url}");
+        }
+        Ok(SimCamera {
+            listener,
+            local_addr,
+            catalog,
+        })
+    }
+
+    /// The address actually bound (the real port when 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The `rtsp://` URL of every path.
+    pub fn urls(&self) -> Vec<String> {
+        stream_urls(self.local_addr, &self.catalog.paths)
+    }
+
+    /// Serves clients until `shutdown` completes, then closes every connection and returns once
+    /// all client tasks have ended.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        let mut clients = JoinSet::new();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                // Reap finished client tasks so the set does not grow with every connection.
+                Some(_) = clients.join_next(), if !clients.is_empty() => {}
+                accepted = self.listener.accept() => {
+                    let (socket, peer) = match accepted {
+                        Ok(accepted) => accepted,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "accept failed");
+                            tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
+                            continue;
+                        }
+                    };
+                    let Ok(permit) = permits.clone().try_acquire_owned() else {
+                        tracing::warn!(%peer, "refusing client: {MAX_CONNECTIONS} already connected");
+                        continue;
+                    };
+                    let catalog = self.catalog.clone();
+                    let stop = stop_rx.clone();
+                    clients.spawn(async move {
+                        tracing::debug!(%peer, "client connected");
+                        match connection::serve(socket, peer, catalog, stop).await {
+                            Ok(()) => tracing::info!(%peer, "client disconnected"),
+                            Err(e) => tracing::info!(%peer, error = %e, "client dropped"),
+                        }
+                        drop(permit);
+                    });
+                }
+            }
+        }
+        // Receivers see the change (or the sender gone) and return.
+        let _ = stop_tx.send(true);
+        while clients.join_next().await.is_some() {}
+        tracing::info!("sim-camera stopped");
+    }
+}
+
+/// Trims slashes and checks each path is usable in a URL and given once.
+fn normalize_paths(paths: Vec<String>) -> Result<Vec<String>, SimCameraError> {
+    let paths = if paths.is_empty() {
+        vec![DEFAULT_PATH.to_owned()]
+    } else {
+        paths
+    };
+    let mut normalized: Vec<String> = Vec::with_capacity(paths.len());
+    for path in paths {
+        let trimmed = path.trim_matches('/');
+        let bad = |reason| SimCameraError::BadPath {
+            path: path.clone(),
+            reason,
+        };
+        if trimmed.is_empty() {
+            return Err(bad("empty"));
+        }
+        let allowed = |c: char| c.is_ascii_alphanumeric() || "-_./".contains(c);
+        if !trimmed.chars().all(allowed) {
+            return Err(bad("use only letters, digits and - _ . /"));
+        }
+        if trimmed
+            .split('/')
+            .any(|segment| segment.is_empty() || segment == "." || segment == "..")
+        {
+            return Err(bad("empty, . or .. segment"));
+        }
+        if trimmed == sdp::TRACK_CONTROL || trimmed.ends_with(&format!("/{}", sdp::TRACK_CONTROL)) {
+            return Err(bad("the last segment is the track's own control name"));
+        }
+        if normalized.iter().any(|p| p == trimmed) {
+            return Err(bad("given twice"));
+        }
+        normalized.push(trimmed.to_owned());
+    }
+    Ok(normalized)
+}
+
+fn stream_urls(addr: SocketAddr, paths: &[String]) -> Vec<String> {
+    paths
+        .iter()
+        .map(|path| format!("rtsp://{addr}/{path}"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_trimmed_checked_and_defaulted() {
+        assert_eq!(normalize_paths(vec![]).unwrap(), [DEFAULT_PATH]);
+        assert_eq!(
+            normalize_paths(vec!["/front/".into(), "cam/main".into()]).unwrap(),
+            ["front", "cam/main"]
+        );
+        for bad in ["", "/", "a b", "a//b", "../x", "front/track1", "é"] {
+            assert!(normalize_paths(vec![bad.into()]).is_err(), "{bad:?}");
+        }
+        assert!(normalize_paths(vec!["a".into(), "/a".into()]).is_err());
+    }
+}
