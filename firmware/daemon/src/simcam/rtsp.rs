@@ -428,7 +428,14 @@ fn session_header(id: &str) -> headers::Session {
 }
 
 fn base_response(cseq: &str, status: StatusCode) -> rtsp_types::ResponseBuilder {
-    Response::builder(Version::V1_0, status)
+    let builder = Response::builder(Version::V1_0, status);
+    // rtsp-types says "Ok"; RFC 2326 and every camera say "OK".
+    let builder = if status == StatusCode::Ok {
+        builder.reason_phrase("OK")
+    } else {
+        builder
+    };
+    builder
         .header(headers::CSEQ, cseq)
         .header(headers::SERVER, SERVER_NAME)
 }
