@@ -258,4 +258,68 @@ mod tests {
         }
         assert!(normalize_paths(vec!["a".into(), "/a".into()]).is_err());
     }
+
+    /// retina, the RTSP client the box records with, reads the server in-process: parameters
+    /// from the SDP, then frames whose timestamps step by exactly one frame across two loop
+    /// points of a 10-frame clip. Real time: 1 s.
+    #[tokio::test]
+    async fn retina_receives_continuous_frames_across_the_loop_point() {
+        use futures::StreamExt as _;
+        use retina::client::{PlayOptions, Session, SessionOptions, SetupOptions};
+        use retina::codec::{CodecItem, ParametersRef};
+
+        const CLIP_FRAMES: usize = 10;
+        const FRAMES_TO_READ: usize = 25;
+        let camera = SimCamera::bind(SimCameraConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            paths: vec!["front".into()],
+            clip: Clip::embedded().unwrap().truncated(CLIP_FRAMES),
+        })
+        .await
+        .unwrap();
+        let url = url::Url::parse(&camera.urls()[0]).unwrap();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(camera.run(async {
+            let _ = stop_rx.await;
+        }));
+
+        let mut session = Session::describe(url, SessionOptions::default())
+            .await
+            .unwrap();
+        match session.streams()[0].parameters() {
+            Some(ParametersRef::Video(video)) => {
+                assert_eq!(video.pixel_dimensions(), (640, 360));
+                assert_eq!(video.rfc6381_codec(), "avc1.4D401E");
+            }
+            other => panic!("no video parameters from the SDP: {other:?}"),
+        }
+        session.setup(0, SetupOptions::default()).await.unwrap();
+        let mut demuxed = session
+            .play(PlayOptions::default())
+            .await
+            .unwrap()
+            .demuxed()
+            .unwrap();
+        let mut frames = Vec::new();
+        while frames.len() < FRAMES_TO_READ {
+            match demuxed.next().await {
+                Some(Ok(CodecItem::VideoFrame(frame))) => frames.push((
+                    frame.timestamp().elapsed(),
+                    frame.is_random_access_point(),
+                    frame.loss(),
+                )),
+                Some(Ok(_)) => {}
+                other => panic!("stream ended: {other:?}"),
+            }
+        }
+        for (index, &(elapsed_90k, is_key, lost_packets)) in frames.iter().enumerate() {
+            assert_eq!(elapsed_90k, index as i64 * 3600, "frame {index}");
+            assert_eq!(is_key, index % CLIP_FRAMES == 0, "frame {index}");
+            assert_eq!(lost_packets, 0, "frame {index}");
+        }
+
+        drop(demuxed);
+        stop_tx.send(()).unwrap();
+        server.await.unwrap();
+    }
 }
