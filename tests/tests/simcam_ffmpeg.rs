@@ -152,15 +152,16 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// ffprobe's `codec,width,height` for the first video stream of an RTSP URL.
-fn probe_stream(url: &str) -> String {
+/// ffprobe's `codec,width,height` for the first video stream of an RTSP URL, received over
+/// `transport` (`tcp` or `udp`).
+fn probe_stream(url: &str, transport: &str) -> String {
     let out = run(
         "ffprobe",
         &[
             "-v",
             "error",
             "-rtsp_transport",
-            "tcp",
+            transport,
             "-select_streams",
             "v:0",
             "-show_entries",
@@ -175,11 +176,14 @@ fn probe_stream(url: &str) -> String {
 }
 
 #[test]
-fn ffprobe_sees_the_built_in_clip_on_every_path_at_once() {
+fn ffprobe_sees_the_built_in_clip_on_every_path_at_once_over_tcp_and_udp() {
     let camera = SimCamera::start(&["--path", "front", "--path", "cam/back"]);
-    let front = camera.url("front");
-    let back = camera.url("cam/back");
-    let probes = [front, back].map(|url| std::thread::spawn(move || probe_stream(&url)));
+    let probes = [
+        (camera.url("front"), "tcp"),
+        (camera.url("cam/back"), "tcp"),
+        (camera.url("front"), "udp"),
+    ]
+    .map(|(url, transport)| std::thread::spawn(move || probe_stream(&url, transport)));
     for probe in probes {
         assert_eq!(probe.join().unwrap(), "h264,640,360");
     }
@@ -395,7 +399,7 @@ fn garbage_and_unknown_paths_get_error_replies_and_the_server_keeps_serving() {
         options.contains("Public: OPTIONS, DESCRIBE, SETUP, PLAY"),
         "{options}"
     );
-    assert_eq!(probe_stream(&camera.url("front")), "h264,640,360");
+    assert_eq!(probe_stream(&camera.url("front"), "tcp"), "h264,640,360");
 }
 
 #[test]

@@ -1,25 +1,27 @@
-//! One client's TCP connection: owns the socket, parses RTSP messages out of it with
-//! `rtsp-types`, answers them through [`RtspSession`], and, while a session plays, writes the
-//! RTP and RTCP packets `$`-interleaved on the same socket at the clip's pace.
+//! One client's TCP connection: owns the socket (and a session's UDP sockets), parses RTSP
+//! messages out of it with `rtsp-types`, answers them through [`RtspSession`], and, while a
+//! session plays, sends the RTP and RTCP packets at the clip's pace: `$`-interleaved on the same
+//! socket, or as UDP datagrams.
 //!
 //! Receives the accepted socket, the shared [`Catalog`] and the server's shutdown signal; emits
-//! bytes on the socket and log lines. Runs as one tokio task: reading requests and sending frames
-//! are branches of one `select!`, so responses and media never interleave mid-message. A client
-//! that sends garbage gets `400 Bad Request` and is disconnected; one that stops reading is
-//! dropped after [`WRITE_TIMEOUT`]; neither affects other clients.
+//! bytes on the sockets and log lines. Runs as one tokio task: reading requests and sending
+//! frames are branches of one `select!`, so responses and media never interleave mid-message. A
+//! client that sends garbage gets `400 Bad Request` and is disconnected; one that stops reading
+//! is dropped after [`WRITE_TIMEOUT`]; neither affects other clients. The session ends with the
+//! RTSP connection, for UDP sessions too.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::{Buf, BytesMut};
 use rtsp_types::{Data, Message, ParseError, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::rtsp::{self, Catalog, Effect, MediaTransport, RtspSession};
+use super::rtsp::{self, Catalog, Effect, MediaTransport, RtspSession, UdpPorts};
 use super::stream::LoopingStream;
 
 /// The most bytes of one incoming message the server buffers: an interleaved frame (RTCP from
@@ -58,12 +60,66 @@ pub enum ConnectionError {
     Serialize(String),
 }
 
+/// Where a playing session's packets go.
+enum Sink {
+    Interleaved {
+        rtp_channel: u8,
+        rtcp_channel: u8,
+    },
+    Udp {
+        rtp_socket: UdpSocket,
+        rtcp_socket: UdpSocket,
+        client_rtp: SocketAddr,
+        client_rtcp: SocketAddr,
+    },
+}
+
 /// A session that is sending media.
 struct Playing {
     stream: LoopingStream,
-    rtp_channel: u8,
-    rtcp_channel: u8,
+    sink: Sink,
     next_report: Instant,
+}
+
+/// The UDP sockets bound by the last UDP SETUP, waiting for PLAY.
+struct UdpBinder {
+    local_ip: IpAddr,
+    bound: Option<(std::net::UdpSocket, std::net::UdpSocket)>,
+}
+
+impl UdpPorts for UdpBinder {
+    fn bind_pair(&mut self) -> std::io::Result<(u16, u16)> {
+        // RFC 3550 11 asks for RTP on an even port and RTCP on the next one; any free port pair
+        // works for clients, so a few tries for the even/odd pair, then any two ports.
+        const EVEN_PAIR_TRIES: usize = 4;
+        let any_port = SocketAddr::new(self.local_ip, 0);
+        let mut pair = None;
+        for _ in 0..EVEN_PAIR_TRIES {
+            let rtp = std::net::UdpSocket::bind(any_port)?;
+            let rtp_port = rtp.local_addr()?.port();
+            if rtp_port % 2 != 0 || rtp_port == u16::MAX {
+                continue;
+            }
+            if let Ok(rtcp) =
+                std::net::UdpSocket::bind(SocketAddr::new(self.local_ip, rtp_port + 1))
+            {
+                pair = Some((rtp, rtcp));
+                break;
+            }
+        }
+        let (rtp, rtcp) = match pair {
+            Some(pair) => pair,
+            None => (
+                std::net::UdpSocket::bind(any_port)?,
+                std::net::UdpSocket::bind(any_port)?,
+            ),
+        };
+        rtp.set_nonblocking(true)?;
+        rtcp.set_nonblocking(true)?;
+        let ports = (rtp.local_addr()?.port(), rtcp.local_addr()?.port());
+        self.bound = Some((rtp, rtcp));
+        Ok(ports)
+    }
 }
 
 /// Serves one client until it disconnects, misbehaves, or the server shuts down.
@@ -74,10 +130,14 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ConnectionError> {
     let local_ip = socket.local_addr()?.ip();
+    let mut udp = UdpBinder {
+        local_ip,
+        bound: None,
+    };
     // Interleaved RTP is written in small pieces; without this, Nagle's algorithm would hold
     // each frame's last packet back for an ACK.
     socket.set_nodelay(true)?;
-    let mut session = RtspSession::new(catalog.clone(), local_ip, fastrand::Rng::new());
+    let mut session = RtspSession::new(catalog.clone(), local_ip, peer.ip(), fastrand::Rng::new());
     let mut inbox = BytesMut::with_capacity(4096);
     let mut outbox = Vec::with_capacity(64 * 1024);
     let mut playing: Option<Playing> = None;
@@ -106,7 +166,7 @@ pub async fn serve(
                                 // for a sender to do with them.
                                 continue;
                             };
-                            let (response, effect) = session.handle(&request);
+                            let (response, effect) = session.handle(&request, &mut udp);
                             outbox.clear();
                             response
                                 .write(&mut outbox)
@@ -116,14 +176,12 @@ pub async fn serve(
                                 Effect::None => {}
                                 Effect::Stop => playing = None,
                                 Effect::Play { path, transport, ids } => {
-                                    tracing::info!(%peer, %path, "client playing");
-                                    let MediaTransport::Interleaved { rtp_channel, rtcp_channel } =
-                                        transport;
+                                    tracing::info!(%peer, %path, ?transport, "client playing");
+                                    let sink = sink_for(transport, &mut udp)?;
                                     let now = Instant::now();
                                     playing = Some(Playing {
                                         stream: LoopingStream::new(catalog.clip.clone(), ids, now),
-                                        rtp_channel,
-                                        rtcp_channel,
+                                        sink,
                                         next_report: now,
                                     });
                                 }
@@ -154,7 +212,37 @@ pub async fn serve(
     }
 }
 
-/// Sends the next frame, and a sender report when one is due, in one write.
+/// The sink a PLAY starts sending to; a UDP session takes the sockets its SETUP bound.
+fn sink_for(transport: MediaTransport, udp: &mut UdpBinder) -> Result<Sink, ConnectionError> {
+    Ok(match transport {
+        MediaTransport::Interleaved {
+            rtp_channel,
+            rtcp_channel,
+        } => Sink::Interleaved {
+            rtp_channel,
+            rtcp_channel,
+        },
+        MediaTransport::Udp {
+            client_rtp,
+            client_rtcp,
+        } => {
+            // RtspSession only answers a UDP SETUP after bind_pair succeeded, so the sockets are
+            // there; their absence would be a bug, reported rather than panicked on.
+            let (rtp, rtcp) = udp.bound.take().ok_or_else(|| {
+                ConnectionError::Io(std::io::Error::other("UDP PLAY without bound sockets"))
+            })?;
+            Sink::Udp {
+                rtp_socket: UdpSocket::from_std(rtp)?,
+                rtcp_socket: UdpSocket::from_std(rtcp)?,
+                client_rtp,
+                client_rtcp,
+            }
+        }
+    })
+}
+
+/// Sends the next frame, and a sender report when one is due: in one write on the RTSP socket
+/// when interleaved, as one datagram per packet over UDP.
 async fn send_frame(
     socket: &mut TcpStream,
     playing: &mut Playing,
@@ -162,24 +250,73 @@ async fn send_frame(
 ) -> Result<(), ConnectionError> {
     outbox.clear();
     let now = Instant::now();
-    let mut framing_error = None;
-    let rtp_channel = playing.rtp_channel;
-    playing.stream.send_next(now, |packet| {
-        if let Err(e) = Message::Data(Data::new(rtp_channel, packet)).write(outbox) {
-            framing_error = Some(e.to_string());
-        }
-    });
-    if let Some(e) = framing_error {
-        return Err(ConnectionError::Serialize(e));
-    }
-    if now >= playing.next_report {
-        let report = playing.stream.sender_report(SystemTime::now());
-        Message::Data(Data::new(playing.rtcp_channel, &report[..]))
-            .write(outbox)
-            .map_err(|e| ConnectionError::Serialize(e.to_string()))?;
+    let report_due = now >= playing.next_report;
+    if report_due {
         playing.next_report = now + SENDER_REPORT_INTERVAL;
     }
-    write_with_timeout(socket, outbox).await
+    match &playing.sink {
+        Sink::Interleaved {
+            rtp_channel,
+            rtcp_channel,
+        } => {
+            let mut framing_error = None;
+            playing.stream.send_next(now, |packet| {
+                if let Err(e) = Message::Data(Data::new(*rtp_channel, packet)).write(outbox) {
+                    framing_error = Some(e.to_string());
+                }
+            });
+            if let Some(e) = framing_error {
+                return Err(ConnectionError::Serialize(e));
+            }
+            if report_due {
+                let report = playing.stream.sender_report(SystemTime::now());
+                Message::Data(Data::new(*rtcp_channel, &report[..]))
+                    .write(outbox)
+                    .map_err(|e| ConnectionError::Serialize(e.to_string()))?;
+            }
+            write_with_timeout(socket, outbox).await
+        }
+        Sink::Udp {
+            rtp_socket,
+            rtcp_socket,
+            client_rtp,
+            client_rtcp,
+        } => {
+            // The packets go into one buffer back to back; their ends mark the datagrams.
+            let mut packet_ends = Vec::new();
+            playing.stream.send_next(now, |packet| {
+                outbox.extend_from_slice(packet);
+                packet_ends.push(outbox.len());
+            });
+            let mut start = 0;
+            for end in packet_ends {
+                if let Some(packet) = outbox.get(start..end) {
+                    send_datagram(rtp_socket, packet, *client_rtp).await?;
+                }
+                start = end;
+            }
+            if report_due {
+                let report = playing.stream.sender_report(SystemTime::now());
+                send_datagram(rtcp_socket, &report, *client_rtcp).await?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Sends one datagram. A client that is not listening makes the kernel report "connection
+/// refused" on a later send; like a camera, the server keeps sending until the RTSP session
+/// ends.
+async fn send_datagram(
+    socket: &UdpSocket,
+    packet: &[u8],
+    to: SocketAddr,
+) -> Result<(), ConnectionError> {
+    match socket.send_to(packet, to).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 async fn write_with_timeout(socket: &mut TcpStream, bytes: &[u8]) -> Result<(), ConnectionError> {

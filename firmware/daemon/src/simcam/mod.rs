@@ -19,8 +19,8 @@
 //! mod         bind, accept, shutdown                                    (this file)
 //! ```
 //!
-//! Transport: RTP/AVP/TCP interleaved (what edgenvr and most recorders use); UDP is refused
-//! with 461. Every path serves the same clip.
+//! Transport: RTP/AVP/TCP interleaved (what edgenvr and most recorders use) or RTP/AVP/UDP
+//! unicast to the client's own address. Every path serves the same clip.
 
 pub mod clip;
 mod connection;

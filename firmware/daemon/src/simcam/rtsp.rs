@@ -6,10 +6,12 @@
 //! state of the one session a connection may hold (its id, path, transport, RTP identifiers).
 //! Pure: does no I/O and reads no clock, so every request/response pair is testable alone.
 //!
-//! Supported: OPTIONS, DESCRIBE, SETUP (RTP/AVP/TCP interleaved), PLAY, TEARDOWN, GET_PARAMETER
-//! (keepalive). Anything else gets an error status, never a dropped connection.
+//! Supported: OPTIONS, DESCRIBE, SETUP (RTP/AVP/TCP interleaved, or RTP/AVP/UDP unicast to the
+//! client's own address), PLAY, TEARDOWN, GET_PARAMETER (keepalive). Anything else gets an error
+//! status, never a dropped connection. UDP ports are bound through [`UdpPorts`], so the I/O stays
+//! with the caller.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use rtsp_types::headers::{self, RtpLowerTransport, RtpProfile, Transport, Transports};
@@ -48,6 +50,21 @@ pub enum MediaTransport {
         /// Channel of the RTCP packets.
         rtcp_channel: u8,
     },
+    /// RTP/AVP/UDP unicast: datagrams from the server ports [`UdpPorts::bind_pair`] returned to
+    /// the client's ports.
+    Udp {
+        /// Where the RTP packets go.
+        client_rtp: SocketAddr,
+        /// Where the RTCP packets go.
+        client_rtcp: SocketAddr,
+    },
+}
+
+/// Binds the server side of a UDP session. Implemented by the connection, which keeps the
+/// sockets; the last pair bound is the one a following PLAY sends from.
+pub trait UdpPorts {
+    /// Binds an RTP and an RTCP socket and returns their ports.
+    fn bind_pair(&mut self) -> std::io::Result<(u16, u16)>;
 }
 
 /// The RTP identifiers of a session's stream, chosen at random at SETUP (RFC 3550 5.1 asks for
@@ -94,6 +111,7 @@ struct SessionState {
 pub struct RtspSession {
     catalog: Arc<Catalog>,
     local_ip: IpAddr,
+    peer_ip: IpAddr,
     rng: fastrand::Rng,
     session: Option<SessionState>,
 }
@@ -109,19 +127,29 @@ fn refuse(status: StatusCode, why: &'static str) -> Refusal {
 }
 
 impl RtspSession {
-    /// State for a new connection accepted on `local_ip`; `rng` picks session ids and RTP
-    /// identifiers (seed it in tests for fixed values).
-    pub fn new(catalog: Arc<Catalog>, local_ip: IpAddr, rng: fastrand::Rng) -> Self {
+    /// State for a new connection from `peer_ip` accepted on `local_ip`; `rng` picks session
+    /// ids and RTP identifiers (seed it in tests for fixed values).
+    pub fn new(
+        catalog: Arc<Catalog>,
+        local_ip: IpAddr,
+        peer_ip: IpAddr,
+        rng: fastrand::Rng,
+    ) -> Self {
         RtspSession {
             catalog,
             local_ip,
+            peer_ip,
             rng,
             session: None,
         }
     }
 
-    /// Answers one request.
-    pub fn handle(&mut self, request: &Request<Vec<u8>>) -> (Response<Vec<u8>>, Effect) {
+    /// Answers one request; a UDP SETUP binds its server ports through `udp`.
+    pub fn handle(
+        &mut self,
+        request: &Request<Vec<u8>>,
+        udp: &mut dyn UdpPorts,
+    ) -> (Response<Vec<u8>>, Effect) {
         let Some(cseq) = request
             .header(&headers::CSEQ)
             .map(|v| v.as_str().to_owned())
@@ -149,7 +177,7 @@ impl RtspSession {
                 Effect::None,
             )),
             Method::Describe => self.describe(request, &cseq),
-            Method::Setup => self.setup(request, &cseq),
+            Method::Setup => self.setup(request, &cseq, udp),
             Method::Play => self.play(request, &cseq),
             Method::Teardown => self.teardown(request, &cseq),
             Method::GetParameter => self.get_parameter(request, &cseq),
@@ -190,6 +218,7 @@ impl RtspSession {
         &mut self,
         request: &Request<Vec<u8>>,
         cseq: &str,
+        udp: &mut dyn UdpPorts,
     ) -> Result<(Response<Vec<u8>>, Effect), Refusal> {
         let (_, path) = self.resolve(request, true)?;
         if let Some(session) = &self.session {
@@ -207,7 +236,7 @@ impl RtspSession {
                 ));
             }
         }
-        let transport = choose_transport(request)?;
+        let (transport, server_ports) = choose_transport(request, self.peer_ip, udp)?;
         let session = match self.session.take() {
             Some(existing) => SessionState {
                 path,
@@ -226,19 +255,32 @@ impl RtspSession {
                 playing: false,
             },
         };
-        let MediaTransport::Interleaved {
-            rtp_channel,
-            rtcp_channel,
-        } = transport;
+        let mut params = headers::RtpTransportParameters {
+            unicast: true,
+            ssrc: vec![session.ids.ssrc],
+            ..Default::default()
+        };
+        let lower_transport = match transport {
+            MediaTransport::Interleaved {
+                rtp_channel,
+                rtcp_channel,
+            } => {
+                params.interleaved = Some((rtp_channel, Some(rtcp_channel)));
+                RtpLowerTransport::Tcp
+            }
+            MediaTransport::Udp {
+                client_rtp,
+                client_rtcp,
+            } => {
+                params.client_port = Some((client_rtp.port(), Some(client_rtcp.port())));
+                params.server_port = server_ports.map(|(rtp, rtcp)| (rtp, Some(rtcp)));
+                RtpLowerTransport::Udp
+            }
+        };
         let reply_transport = Transports::from(vec![Transport::Rtp(headers::RtpTransport {
             profile: RtpProfile::Avp,
-            lower_transport: Some(RtpLowerTransport::Tcp),
-            params: headers::RtpTransportParameters {
-                unicast: true,
-                interleaved: Some((rtp_channel, Some(rtcp_channel))),
-                ssrc: vec![session.ids.ssrc],
-                ..Default::default()
-            },
+            lower_transport: Some(lower_transport),
+            params,
         })]);
         let response = base_response(cseq, StatusCode::Ok)
             .typed_header(&reply_transport)
@@ -368,9 +410,15 @@ fn request_session_id(request: &Request<Vec<u8>>) -> Result<Option<String>, Refu
         .map_err(|_| refuse(StatusCode::BadRequest, "unparsable Session header"))
 }
 
-/// The interleaved channels of the first transport in the request's `Transport` header that
-/// the server can do.
-fn choose_transport(request: &Request<Vec<u8>>) -> Result<MediaTransport, Refusal> {
+/// The first transport in the request's `Transport` header that the server can do, and for UDP
+/// the server ports bound for it. UDP goes to the address the RTSP connection comes from: a
+/// `destination` elsewhere is not honoured (RFC 2326 12.39 lets a server refuse it, and it would
+/// make the server a traffic reflector).
+fn choose_transport(
+    request: &Request<Vec<u8>>,
+    peer_ip: IpAddr,
+    udp: &mut dyn UdpPorts,
+) -> Result<(MediaTransport, Option<(u16, u16)>), Refusal> {
     let raw = request
         .header(&headers::TRANSPORT)
         .ok_or_else(|| refuse(StatusCode::BadRequest, "SETUP without a Transport header"))?;
@@ -390,26 +438,52 @@ fn choose_transport(request: &Request<Vec<u8>>) -> Result<MediaTransport, Refusa
         let Transport::Rtp(rtp) = transport else {
             continue;
         };
-        let tcp = rtp.lower_transport == Some(RtpLowerTransport::Tcp);
-        if rtp.profile != RtpProfile::Avp || !tcp || rtp.params.multicast {
+        if rtp.profile != RtpProfile::Avp || rtp.params.multicast {
             continue;
         }
-        // RFC 2326 12.39: without `interleaved`, the server picks the channels.
-        let (rtp_channel, rtcp_channel) = match rtp.params.interleaved {
-            None => (0, Some(1)),
-            Some((rtp_channel, Some(rtcp_channel))) => (rtp_channel, Some(rtcp_channel)),
-            Some((rtp_channel, None)) => (rtp_channel, rtp_channel.checked_add(1)),
-        };
-        if let Some(rtcp_channel) = rtcp_channel.filter(|&c| c != rtp_channel) {
-            return Ok(MediaTransport::Interleaved {
-                rtp_channel,
-                rtcp_channel,
-            });
+        match rtp.lower_transport {
+            Some(RtpLowerTransport::Tcp) => {
+                // RFC 2326 12.39: without `interleaved`, the server picks the channels.
+                let (rtp_channel, rtcp_channel) = match rtp.params.interleaved {
+                    None => (0, Some(1)),
+                    Some((rtp_channel, Some(rtcp_channel))) => (rtp_channel, Some(rtcp_channel)),
+                    Some((rtp_channel, None)) => (rtp_channel, rtp_channel.checked_add(1)),
+                };
+                if let Some(rtcp_channel) = rtcp_channel.filter(|&c| c != rtp_channel) {
+                    let transport = MediaTransport::Interleaved {
+                        rtp_channel,
+                        rtcp_channel,
+                    };
+                    return Ok((transport, None));
+                }
+            }
+            // RTP/AVP alone means UDP (RFC 2326 12.39).
+            None | Some(RtpLowerTransport::Udp) => {
+                let Some((rtp_port, rtcp_port)) = rtp.params.client_port else {
+                    continue;
+                };
+                let Some(rtcp_port) = rtcp_port.or_else(|| rtp_port.checked_add(1)) else {
+                    continue;
+                };
+                if rtp_port == 0 || rtcp_port == 0 {
+                    continue;
+                }
+                let server_ports = udp.bind_pair().map_err(|e| {
+                    tracing::warn!(error = %e, "cannot bind UDP ports for a session");
+                    refuse(StatusCode::InternalServerError, "cannot bind UDP ports")
+                })?;
+                let transport = MediaTransport::Udp {
+                    client_rtp: SocketAddr::new(peer_ip, rtp_port),
+                    client_rtcp: SocketAddr::new(peer_ip, rtcp_port),
+                };
+                return Ok((transport, Some(server_ports)));
+            }
+            Some(RtpLowerTransport::Other(_)) => {}
         }
     }
     Err(refuse(
         StatusCode::UnsupportedTransport,
-        "only RTP/AVP/TCP (interleaved) unicast is served",
+        "only RTP/AVP unicast over TCP (interleaved) or UDP is served",
     ))
 }
 
@@ -467,8 +541,41 @@ mod tests {
         RtspSession::new(
             Arc::new(catalog),
             "127.0.0.1".parse().unwrap(),
+            "127.0.0.2".parse().unwrap(),
             fastrand::Rng::with_seed(7),
         )
+    }
+
+    /// Pretends to bind UDP ports, or fails to.
+    struct FakeUdp {
+        next_port: u16,
+        fail: bool,
+    }
+
+    impl UdpPorts for FakeUdp {
+        fn bind_pair(&mut self) -> std::io::Result<(u16, u16)> {
+            if self.fail {
+                return Err(std::io::Error::other("no ports"));
+            }
+            let ports = (self.next_port, self.next_port + 1);
+            self.next_port += 2;
+            Ok(ports)
+        }
+    }
+
+    /// Answers `request` with UDP ports from a fresh [`FakeUdp`].
+    trait Handle {
+        fn answer(&mut self, request: &Request<Vec<u8>>) -> (Response<Vec<u8>>, Effect);
+    }
+
+    impl Handle for RtspSession {
+        fn answer(&mut self, request: &Request<Vec<u8>>) -> (Response<Vec<u8>>, Effect) {
+            let mut udp = FakeUdp {
+                next_port: 6000,
+                fail: false,
+            };
+            self.handle(request, &mut udp)
+        }
     }
 
     fn request(text: &str) -> Request<Vec<u8>> {
@@ -488,13 +595,13 @@ mod tests {
 
     /// SETUP and PLAY of `front` over interleaved TCP; returns the session id.
     fn set_up_and_play(s: &mut RtspSession) -> (String, Effect) {
-        let (setup, _) = s.handle(&request(
+        let (setup, _) = s.answer(&request(
             "SETUP rtsp://127.0.0.1:8554/front/track1 RTSP/1.0\nCSeq: 3\nTransport: RTP/AVP/TCP;unicast;interleaved=2-3\n",
         ));
         assert_eq!(setup.status(), StatusCode::Ok);
         let id = header(&setup, &headers::SESSION);
         let id = id.split(';').next().unwrap().to_owned();
-        let (play, effect) = s.handle(&request(&format!(
+        let (play, effect) = s.answer(&request(&format!(
             "PLAY rtsp://127.0.0.1:8554/front/ RTSP/1.0\nCSeq: 4\nSession: {id}\n"
         )));
         assert_eq!(play.status(), StatusCode::Ok);
@@ -503,7 +610,7 @@ mod tests {
 
     #[test]
     fn options_lists_the_methods() {
-        let (response, effect) = session().handle(&request("OPTIONS * RTSP/1.0\nCSeq: 1\n"));
+        let (response, effect) = session().answer(&request("OPTIONS * RTSP/1.0\nCSeq: 1\n"));
         assert_eq!(response.status(), StatusCode::Ok);
         assert_eq!(header(&response, &headers::CSEQ), "1");
         assert_eq!(header(&response, &headers::PUBLIC), PUBLIC_METHODS);
@@ -512,7 +619,7 @@ mod tests {
 
     #[test]
     fn describe_answers_sdp_with_a_content_base() {
-        let (response, _) = session().handle(&request(
+        let (response, _) = session().answer(&request(
             "DESCRIBE rtsp://cam.local:8554/cam/back RTSP/1.0\nCSeq: 2\nAccept: application/sdp\n",
         ));
         assert_eq!(response.status(), StatusCode::Ok);
@@ -534,7 +641,7 @@ mod tests {
             "DESCRIBE rtsp://127.0.0.1/front/track1 RTSP/1.0\nCSeq: 2\n",
             "SETUP rtsp://127.0.0.1/nope/track1 RTSP/1.0\nCSeq: 3\nTransport: RTP/AVP/TCP;unicast;interleaved=0-1\n",
         ] {
-            let (response, effect) = s.handle(&request(text));
+            let (response, effect) = s.answer(&request(text));
             assert_eq!(response.status(), StatusCode::NotFound, "{text}");
             assert_eq!(header(&response, &headers::CSEQ), text[text.find("CSeq: ").unwrap() + 6..].lines().next().unwrap());
             assert_eq!(effect, Effect::None);
@@ -564,7 +671,7 @@ mod tests {
         assert_eq!(id.len(), 16);
 
         // A second PLAY changes nothing; the RTP-Info names the track and its first packet.
-        let (play, effect) = s.handle(&request(&format!(
+        let (play, effect) = s.answer(&request(&format!(
             "PLAY rtsp://127.0.0.1:8554/front/ RTSP/1.0\nCSeq: 5\nSession: {id}\n"
         )));
         assert_eq!(effect, Effect::None);
@@ -576,12 +683,12 @@ mod tests {
             )
         );
 
-        let (keepalive, _) = s.handle(&request(&format!(
+        let (keepalive, _) = s.answer(&request(&format!(
             "GET_PARAMETER rtsp://127.0.0.1:8554/front/ RTSP/1.0\nCSeq: 6\nSession: {id}\n"
         )));
         assert_eq!(keepalive.status(), StatusCode::Ok);
 
-        let (teardown, effect) = s.handle(&request(&format!(
+        let (teardown, effect) = s.answer(&request(&format!(
             "TEARDOWN rtsp://127.0.0.1:8554/front/ RTSP/1.0\nCSeq: 7\nSession: {id}\n"
         )));
         assert_eq!(teardown.status(), StatusCode::Ok);
@@ -591,7 +698,7 @@ mod tests {
     #[test]
     fn setup_reply_names_the_transport_and_session() {
         let mut s = session();
-        let (setup, _) = s.handle(&request(
+        let (setup, _) = s.answer(&request(
             "SETUP rtsp://127.0.0.1/front/track1 RTSP/1.0\nCSeq: 3\nTransport: RTP/AVP/TCP;unicast\n",
         ));
         assert_eq!(setup.status(), StatusCode::Ok);
@@ -604,14 +711,62 @@ mod tests {
     }
 
     #[test]
-    fn udp_and_multicast_are_refused_with_461() {
+    fn udp_goes_to_the_client_ports_at_the_connection_address() {
+        let mut s = session();
+        let (setup, _) = s.answer(&request(
+            "SETUP rtsp://127.0.0.1/front/track1 RTSP/1.0\nCSeq: 3\nTransport: RTP/AVP;unicast;client_port=5000-5001;destination=10.9.9.9\n",
+        ));
+        assert_eq!(setup.status(), StatusCode::Ok);
+        let transport = header(&setup, &headers::TRANSPORT);
+        assert!(
+            transport.starts_with("RTP/AVP/UDP;unicast;ssrc=",)
+                && transport.ends_with(";client_port=5000-5001;server_port=6000-6001"),
+            "{transport}"
+        );
+        let id = header(&setup, &headers::SESSION);
+        let id = id.split(';').next().unwrap();
+        let (_, effect) = s.answer(&request(&format!(
+            "PLAY rtsp://127.0.0.1/front/ RTSP/1.0\nCSeq: 4\nSession: {id}\n"
+        )));
+        let Effect::Play { transport, .. } = effect else {
+            panic!("{effect:?}");
+        };
+        assert_eq!(
+            transport,
+            MediaTransport::Udp {
+                client_rtp: "127.0.0.2:5000".parse().unwrap(),
+                client_rtcp: "127.0.0.2:5001".parse().unwrap(),
+            }
+        );
+    }
+
+    #[test]
+    fn udp_without_ports_to_bind_is_a_500() {
+        let mut s = session();
+        let mut no_ports = FakeUdp {
+            next_port: 0,
+            fail: true,
+        };
+        let (setup, _) = s.handle(
+            &request(
+                "SETUP rtsp://127.0.0.1/front/track1 RTSP/1.0\nCSeq: 3\nTransport: RTP/AVP/UDP;unicast;client_port=5000-5001\n",
+            ),
+            &mut no_ports,
+        );
+        assert_eq!(setup.status(), StatusCode::InternalServerError);
+    }
+
+    #[test]
+    fn unusable_transports_are_refused_with_461() {
         let mut s = session();
         for transport in [
-            "RTP/AVP;unicast;client_port=5000-5001",
+            "RTP/AVP;unicast",
             "RTP/AVP/UDP;multicast",
+            "RTP/AVP/UDP;unicast;client_port=0-1",
             "RTP/SAVP/TCP;interleaved=0-1",
+            "RTP/AVP/TCP;interleaved=255",
         ] {
-            let (response, _) = s.handle(&request(&format!(
+            let (response, _) = s.answer(&request(&format!(
                 "SETUP rtsp://127.0.0.1/front/track1 RTSP/1.0\nCSeq: 3\nTransport: {transport}\n"
             )));
             assert_eq!(
@@ -627,20 +782,20 @@ mod tests {
         let mut s = session();
         let play = "PLAY rtsp://127.0.0.1/front/ RTSP/1.0\nCSeq: 9\n";
         assert_eq!(
-            s.handle(&request(play)).0.status(),
+            s.answer(&request(play)).0.status(),
             StatusCode::MethodNotValidInThisState
         );
         let (id, _) = set_up_and_play(&mut s);
         let wrong = "TEARDOWN rtsp://127.0.0.1/front/ RTSP/1.0\nCSeq: 9\nSession: 1234\n";
         assert_eq!(
-            s.handle(&request(wrong)).0.status(),
+            s.answer(&request(wrong)).0.status(),
             StatusCode::SessionNotFound
         );
         let setup_while_playing = format!(
             "SETUP rtsp://127.0.0.1/front/track1 RTSP/1.0\nCSeq: 10\nSession: {id}\nTransport: RTP/AVP/TCP;unicast\n"
         );
         assert_eq!(
-            s.handle(&request(&setup_while_playing)).0.status(),
+            s.answer(&request(&setup_while_playing)).0.status(),
             StatusCode::MethodNotValidInThisState
         );
     }
@@ -657,7 +812,7 @@ mod tests {
             "SETUP rtsp://127.0.0.1/front/track1 RTSP/1.0\nCSeq: 3\nTransport: RTP/AVP/TCP;mode=\"\n",
             "SETUP rtsp://127.0.0.1/front/track1 RTSP/1.0\nCSeq: 3\nTransport: RTP/AVP/TCP;dest_addr=\"\\\"\n",
         ] {
-            let (response, effect) = s.handle(&request(text));
+            let (response, effect) = s.answer(&request(text));
             assert_eq!(response.status(), StatusCode::BadRequest, "{text}");
             assert_eq!(effect, Effect::None);
         }
@@ -666,11 +821,11 @@ mod tests {
     #[test]
     fn other_methods_and_versions_are_refused() {
         let mut s = session();
-        let (response, _) = s.handle(&request(
+        let (response, _) = s.answer(&request(
             "RECORD rtsp://127.0.0.1/front RTSP/1.0\nCSeq: 1\n",
         ));
         assert_eq!(response.status(), StatusCode::NotImplemented);
-        let (response, _) = s.handle(&request("OPTIONS * RTSP/2.0\nCSeq: 1\n"));
+        let (response, _) = s.answer(&request("OPTIONS * RTSP/2.0\nCSeq: 1\n"));
         assert_eq!(response.status(), StatusCode::RTSPVersionNotSupported);
     }
 
@@ -683,7 +838,7 @@ mod tests {
             let mut rest = &data[..];
             while let Ok((message, consumed)) = rtsp_types::Message::<Vec<u8>>::parse(rest) {
                 if let rtsp_types::Message::Request(r) = message {
-                    let _ = s.handle(&r);
+                    let _ = s.answer(&r);
                 }
                 rest = &rest[consumed.max(1).min(rest.len())..];
             }
@@ -704,7 +859,7 @@ mod tests {
             if let Ok((rtsp_types::Message::Request(r), _)) =
                 rtsp_types::Message::<Vec<u8>>::parse(text.as_bytes())
             {
-                let _ = s.handle(&r);
+                let _ = s.answer(&r);
             }
         }
 
@@ -717,7 +872,7 @@ mod tests {
             if let Ok((rtsp_types::Message::Request(r), _)) =
                 rtsp_types::Message::<Vec<u8>>::parse(text.as_bytes())
             {
-                let _ = s.handle(&r);
+                let _ = s.answer(&r);
             }
         }
 
@@ -739,7 +894,7 @@ mod tests {
             if let Ok((rtsp_types::Message::Request(r), _)) =
                 rtsp_types::Message::<Vec<u8>>::parse(text.as_bytes())
             {
-                let _ = s.handle(&r);
+                let _ = s.answer(&r);
             }
         }
     }
