@@ -152,8 +152,7 @@ pub async fn serve(
                 match read {
                     Ok(0) => return Ok(()),
                     Ok(_) => {}
-                    // A client that quits without TEARDOWN often resets the connection.
-                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Ok(()),
+                    Err(e) if is_hang_up(&e) => return Ok(()),
                     Err(e) => return Err(e.into()),
                 }
                 last_request = Instant::now();
@@ -317,6 +316,21 @@ async fn send_datagram(
         Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => Ok(()),
         Err(e) => Err(e.into()),
     }
+}
+
+impl ConnectionError {
+    /// True when the client simply went away (closed or reset the connection): an ordinary end
+    /// of a session, not a fault worth reporting.
+    pub fn is_hang_up(&self) -> bool {
+        matches!(self, ConnectionError::Io(e) if is_hang_up(e))
+    }
+}
+
+/// A client that quits without TEARDOWN often resets the connection, and one that closes while
+/// media is being written makes the write fail with a broken pipe.
+fn is_hang_up(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
+    matches!(e.kind(), ConnectionReset | BrokenPipe | ConnectionAborted)
 }
 
 async fn write_with_timeout(socket: &mut TcpStream, bytes: &[u8]) -> Result<(), ConnectionError> {

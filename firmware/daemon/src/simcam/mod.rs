@@ -183,6 +183,7 @@ impl SimCamera {
                         tracing::debug!(%peer, "client connected");
                         match connection::serve(socket, peer, catalog, stop).await {
                             Ok(()) => tracing::info!(%peer, "client disconnected"),
+                            Err(e) if e.is_hang_up() => tracing::info!(%peer, "client disconnected"),
                             Err(e) => tracing::info!(%peer, error = %e, "client dropped"),
                         }
                         drop(permit);
@@ -257,6 +258,101 @@ mod tests {
             assert!(normalize_paths(vec![bad.into()]).is_err(), "{bad:?}");
         }
         assert!(normalize_paths(vec!["a".into(), "/a".into()]).is_err());
+    }
+
+    /// Reads RTSP messages (responses and interleaved data) until the connection closes or
+    /// `count` responses have arrived.
+    async fn read_responses(
+        socket: &mut tokio::net::TcpStream,
+        count: usize,
+    ) -> Vec<rtsp_types::Response<Vec<u8>>> {
+        use tokio::io::AsyncReadExt as _;
+        let mut buf = Vec::new();
+        let mut responses = Vec::new();
+        while responses.len() < count {
+            match rtsp_types::Message::<Vec<u8>>::parse(&buf) {
+                Ok((message, consumed)) => {
+                    buf.drain(..consumed);
+                    if let rtsp_types::Message::Response(response) = message {
+                        responses.push(response);
+                    }
+                }
+                Err(_) => {
+                    let mut chunk = [0u8; 4096];
+                    let n = socket.read(&mut chunk).await.unwrap();
+                    if n == 0 {
+                        break;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+            }
+        }
+        responses
+    }
+
+    /// Pipelined requests behind a client's interleaved RTCP packet are all answered in order;
+    /// then garbage gets a 400 and the connection is closed, and the server still takes new
+    /// clients.
+    #[tokio::test]
+    async fn pipelined_requests_are_answered_and_garbage_closes_only_its_connection() {
+        use tokio::io::AsyncWriteExt as _;
+        let camera = SimCamera::bind(SimCameraConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            paths: vec![],
+            clip: Clip::embedded().unwrap().truncated(1),
+        })
+        .await
+        .unwrap();
+        let addr = camera.local_addr();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(camera.run(async {
+            let _ = stop_rx.await;
+        }));
+
+        let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+        socket
+            .write_all(
+                b"$\x01\x00\x04abcdOPTIONS * RTSP/1.0\r\nCSeq: 1\r\n\r\n\
+                  DESCRIBE rtsp://127.0.0.1/stream RTSP/1.0\r\nCSeq: 2\r\n\r\n",
+            )
+            .await
+            .unwrap();
+        let responses = read_responses(&mut socket, 2).await;
+        let summary: Vec<(rtsp_types::StatusCode, String)> = responses
+            .iter()
+            .map(|r| {
+                let cseq = r.header(&rtsp_types::headers::CSEQ).unwrap();
+                (r.status(), cseq.as_str().to_owned())
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (rtsp_types::StatusCode::Ok, "1".to_owned()),
+                (rtsp_types::StatusCode::Ok, "2".to_owned())
+            ]
+        );
+
+        socket
+            .write_all(b"\x16\x03\x01 TLS hello\r\n\r\n")
+            .await
+            .unwrap();
+        let responses = read_responses(&mut socket, 2).await;
+        assert_eq!(responses.len(), 1, "a 400, then the connection closes");
+        assert_eq!(responses[0].status(), rtsp_types::StatusCode::BadRequest);
+
+        let mut again = tokio::net::TcpStream::connect(addr).await.unwrap();
+        again
+            .write_all(b"OPTIONS * RTSP/1.0\r\nCSeq: 3\r\n\r\n")
+            .await
+            .unwrap();
+        assert_eq!(
+            read_responses(&mut again, 1).await[0].status(),
+            rtsp_types::StatusCode::Ok
+        );
+
+        stop_tx.send(()).unwrap();
+        server.await.unwrap();
     }
 
     /// retina, the RTSP client the box records with, reads the server in-process: parameters
