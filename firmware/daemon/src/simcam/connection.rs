@@ -138,7 +138,10 @@ pub async fn serve(
     // each frame's last packet back for an ACK.
     socket.set_nodelay(true)?;
     let mut session = RtspSession::new(catalog.clone(), local_ip, peer.ip(), fastrand::Rng::new());
+    // A request fits in 4 KiB; the inbox grows up to MAX_MESSAGE_BYTES for longer messages.
     let mut inbox = BytesMut::with_capacity(4096);
+    // One frame's packets: a key frame of the built-in clip is about 12 KB; the buffer grows for
+    // bigger clips and is then reused for every frame.
     let mut outbox = Vec::with_capacity(64 * 1024);
     let mut playing: Option<Playing> = None;
     let mut last_request = Instant::now();
