@@ -417,7 +417,7 @@ fn a_missing_clip_file_is_a_clear_error() {
     assert!(!out.status.success());
     let stderr = text(&out.stderr);
     assert!(
-        stderr.contains("cannot read clip /nonexistent/clip.h264"),
+        stderr.contains("cannot serve clip /nonexistent/clip.h264: cannot read the file: "),
         "{stderr}"
     );
 }

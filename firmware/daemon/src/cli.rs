@@ -61,7 +61,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             clip,
         } => {
             let clip = match clip {
-                Some(path) => crate::simcam::Clip::from_file(&path)?,
+                Some(path) => crate::simcam::Clip::from_file(&path)
+                    .with_context(|| format!("cannot serve clip {}", path.display()))?,
                 None => crate::simcam::Clip::embedded().context("the built-in clip")?,
             };
             let runtime = runtime()?;

@@ -45,8 +45,9 @@ const NAL_FILLER: u8 = 12;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ClipError {
-    /// The clip file could not be read.
-    #[error("cannot read clip {path}")]
+    /// The clip file could not be read. (The message leaves the path to the caller's context,
+    /// which names it for every clip error, parse errors included.)
+    #[error("cannot read the file")]
     Read {
         /// The file.
         path: PathBuf,
@@ -297,6 +298,12 @@ impl Clip {
 /// Splits an Annex-B byte stream at its start codes; yields each NAL unit's offset and bytes,
 /// without the start code and without trailing zero bytes.
 fn split_annex_b(data: &Bytes) -> Result<Vec<(usize, Bytes)>, ClipError> {
+    // An Annex-B stream begins with a start code (after optional leading zero bytes); an MP4 or
+    // any other container does not, even if `00 00 01` occurs somewhere inside it.
+    let first_non_zero = data.iter().position(|&b| b != 0);
+    if !matches!(first_non_zero, Some(at) if at >= 2 && data.get(at) == Some(&1)) {
+        return Err(ClipError::NotAnnexB);
+    }
     let mut starts = Vec::new();
     let mut i = 0;
     while let Some(window) = data.get(i..i + 3) {
@@ -479,6 +486,10 @@ mod tests {
             ClipError::NotAnnexB
         ));
         assert!(matches!(
+            err(Bytes::from_static(b"\0\0\0\x18ftypisom\0\0\x01\x67")),
+            ClipError::NotAnnexB
+        ));
+        assert!(matches!(
             err(annex_b(&[&pps, &[0x65, 0x88]])),
             ClipError::NoSps
         ));
@@ -505,9 +516,12 @@ mod tests {
     }
 
     #[test]
-    fn a_missing_file_is_named_in_the_error() {
+    fn a_missing_file_is_a_read_error_naming_it() {
         let err = Clip::from_file(Path::new("/nonexistent/clip.h264")).unwrap_err();
-        assert!(err.to_string().contains("/nonexistent/clip.h264"), "{err}");
+        assert!(
+            matches!(&err, ClipError::Read { path, .. } if path == Path::new("/nonexistent/clip.h264")),
+            "{err:?}"
+        );
     }
 
     proptest::proptest! {
