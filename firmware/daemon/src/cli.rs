@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 use crate::config::DEFAULT_CONFIG_PATH;
@@ -67,6 +68,22 @@ pub enum Command {
     },
     /// Provision, check and list a recording store.
     Store(crate::store::cli::StoreArgs),
+    /// Serve an H.264 test clip over RTSP in a loop, as a stand-in for an IP camera.
+    ///
+    /// Every path plays the clip from its first key frame for each client, in real time, with
+    /// timestamps that keep increasing across the loop point. Runs until SIGINT or SIGTERM.
+    SimCamera {
+        /// Address to listen on (port 0 picks a free port; the log line `listening rtsp
+        /// ADDR:PORT` says which).
+        #[arg(long, default_value = crate::simcam::DEFAULT_LISTEN)]
+        listen: std::net::SocketAddr,
+        /// A stream path, served at rtsp://ADDR:PORT/PATH; repeat for several (default: stream).
+        #[arg(long = "path", value_name = "PATH")]
+        paths: Vec<String>,
+        /// An Annex-B H.264 file to serve instead of the built-in clip (640x360, 25 fps, 12 s).
+        #[arg(long, value_name = "FILE")]
+        clip: Option<PathBuf>,
+    },
     /// Set or read simulated pins of the running box (through `[control] socket`).
     Sim(crate::gpio::sim_cli::SimArgs),
 }
@@ -77,6 +94,25 @@ pub fn main() -> ExitCode {
     init_logging();
     match cli.command {
         Command::Sim(args) => crate::gpio::sim_cli::main(args),
+        Command::SimCamera {
+            listen,
+            paths,
+            clip,
+        } => run_until_signal(|mut shutdown| async move {
+            let clip = match clip {
+                Some(path) => crate::simcam::Clip::from_file(&path)
+                    .with_context(|| format!("cannot serve clip {}", path.display()))?,
+                None => crate::simcam::Clip::embedded().context("the built-in clip")?,
+            };
+            let config = crate::simcam::SimCameraConfig {
+                listen,
+                paths,
+                clip,
+            };
+            let camera = crate::simcam::SimCamera::bind(config).await?;
+            camera.run(async move { shutdown.requested().await }).await;
+            Ok(())
+        }),
         Command::CheckConfig { config } => crate::daemon::check_config(&config),
         Command::Store(args) => exit_code(crate::store::cli::run(
             args,
@@ -104,10 +140,14 @@ pub fn main() -> ExitCode {
                 transport,
                 sync_interval,
             };
-            run_until_signal(|shutdown| crate::daemon::record(request, shutdown))
+            run_until_signal(|shutdown| async {
+                Ok(crate::daemon::record(request, shutdown).await?)
+            })
         }
         Command::Run { config } => match crate::config::load(&config) {
-            Ok(config) => run_until_signal(|shutdown| crate::daemon::run(config, shutdown)),
+            Ok(config) => run_until_signal(|shutdown| async {
+                Ok(crate::daemon::run(config, shutdown).await?)
+            }),
             Err(error) => {
                 eprintln!("{error}");
                 ExitCode::FAILURE
@@ -126,7 +166,7 @@ pub const EXIT_UNAUTHORIZED: u8 = 3;
 /// SIGTERM wired to its shutdown signal; maps its result to an exit code.
 fn run_until_signal<F>(work: impl FnOnce(Shutdown) -> F) -> ExitCode
 where
-    F: std::future::Future<Output = Result<(), DaemonError>>,
+    F: std::future::Future<Output = anyhow::Result<()>>,
 {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -156,8 +196,11 @@ where
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("edgenvr: {error}");
-            if error.is_unauthorized() {
+            eprintln!("edgenvr: {error:#}");
+            if error
+                .downcast_ref::<DaemonError>()
+                .is_some_and(DaemonError::is_unauthorized)
+            {
                 ExitCode::from(EXIT_UNAUTHORIZED)
             } else {
                 ExitCode::FAILURE

@@ -39,6 +39,7 @@ pub mod mux;
 pub mod publish;
 pub mod record;
 pub mod shutdown;
+pub mod simcam;
 pub mod state;
 pub mod store;
 pub mod time;
