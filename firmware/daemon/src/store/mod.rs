@@ -601,7 +601,14 @@ fn cover_tail(path: &Path, slot_bytes: u64, end_offset: u64) -> Result<String, S
 fn slot_state(scan: SlotScan) -> SlotState {
     let counters = match &scan.header {
         Some(header) => SlotCounters {
-            bytes_written: header.lifetime_bytes_before + scan.end_offset + FREE_HEADER_BYTES,
+            // The first write covers the slot up to the first fragment's end, each later one a
+            // fragment; every write also carries the tail cover's 8 bytes.
+            bytes_written: header.lifetime_bytes_before
+                + if scan.fragments.is_empty() {
+                    0
+                } else {
+                    scan.end_offset + FREE_HEADER_BYTES * scan.fragments.len() as u64
+                },
             syncs: header.lifetime_syncs_before
                 + scan
                     .fragments
@@ -619,3 +626,6 @@ fn slot_state(scan: SlotScan) -> SlotState {
         counters,
     }
 }
+
+#[cfg(test)]
+mod tests;
