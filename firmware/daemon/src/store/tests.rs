@@ -363,3 +363,71 @@ fn a_gop_larger_than_a_slot_or_without_key_frame_is_refused() {
     ));
     assert!(store.segments().is_empty());
 }
+
+mod scan_properties {
+    use std::io::Write;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::store::scan::scan_slot;
+
+    /// The bytes of a slot holding one 8-GOP segment, its store id, and the fragments as listed.
+    fn recorded_slot() -> (Vec<u8>, u64, Vec<FragmentInfo>) {
+        let dir = tempfile::tempdir().unwrap();
+        new_store(dir.path(), 2);
+        let store = Store::open(dir.path()).unwrap();
+        write_gops(&store, "front", 60, 0..8);
+        let fragments = store.segments()[0].fragments.clone();
+        let store_id = store.inner.marker.store_id;
+        (
+            std::fs::read(slot_path(dir.path(), 0)).unwrap(),
+            store_id,
+            fragments,
+        )
+    }
+
+    fn scan_bytes(bytes: &[u8], store_id: u64) -> scan::SlotScan {
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(bytes).unwrap();
+        scan_slot(&file, SLOT_BYTES, store_id, 0, Verify::Checksums).unwrap()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Whatever bytes are damaged, the scan never panics and never returns a fragment that
+        /// is not one the writer completed: what it keeps is a prefix of the original fragments.
+        #[test]
+        fn damage_anywhere_leaves_an_intact_prefix(
+            damage in proptest::collection::vec((0..SLOT_BYTES as usize, any::<u8>()), 1..8),
+        ) {
+            let (mut bytes, store_id, fragments) = recorded_slot();
+            for (at, value) in &damage {
+                bytes[*at] ^= value | 1;
+            }
+            let scan = scan_bytes(&bytes, store_id);
+            prop_assert!(scan.fragments.len() <= fragments.len());
+            prop_assert_eq!(&scan.fragments[..], &fragments[..scan.fragments.len()]);
+            let first_damage = damage.iter().map(|(at, _)| *at as u64).min().unwrap_or(0);
+            let intact_before = fragments
+                .iter()
+                .take_while(|f| f.end_offset() <= first_damage)
+                .count();
+            // Damage after the init segment keeps every fragment that ends before it.
+            if first_damage >= fragments[0].offset {
+                prop_assert!(scan.fragments.len() >= intact_before);
+            }
+        }
+
+        /// Random bytes are never taken for a slot header.
+        #[test]
+        fn random_bytes_are_an_empty_slot(seed in any::<u64>()) {
+            let mut rng = fastrand::Rng::with_seed(seed);
+            let bytes: Vec<u8> = (0..SLOT_BYTES).map(|_| rng.u8(..)).collect();
+            let scan = scan_bytes(&bytes, 1);
+            prop_assert!(scan.header.is_none());
+            prop_assert!(scan.fragments.is_empty());
+        }
+    }
+}
