@@ -41,11 +41,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 pub use cli_ops::{fsck, FsckReport};
 pub use error::StoreError;
-pub use format::SegmentKind;
+pub use format::{EventInfo, SegmentKind};
 pub use init::{
     init_store, InitOptions, InitOutcome, InitProgress, Layout, DEFAULT_SLOT_BYTES, MIN_SLOT_BYTES,
 };
-pub use listing::{CameraRecordings, RecordingRange, GAP_TOLERANCE_MS};
+pub use listing::{CameraRecordings, EventRecording, RecordingRange, GAP_TOLERANCE_MS};
 pub use scan::{FragmentInfo, ScanEnd, Verify};
 pub use writer::{CameraWriter, WriterOptions};
 
@@ -81,11 +81,15 @@ struct RingState {
     next_segment_id: u64,
     /// Cameras with an open writer, and the share each asked for (None: an equal share).
     writers: BTreeMap<String, Option<u32>>,
+    /// Slots of event video that continuous recording does not wrap over.
+    event_share: u32,
 }
 
 #[derive(Debug, Default)]
 struct SlotState {
     header: Option<SlotHeader>,
+    /// Event metadata of the segment, if it is event video.
+    event: Option<EventInfo>,
     fragments: Vec<FragmentInfo>,
     /// Where the segment's next fragment goes.
     end_offset: u64,
@@ -142,8 +146,10 @@ pub struct SegmentInfo {
     pub segment_id: u64,
     /// Camera name.
     pub camera: String,
-    /// Continuous or event.
+    /// Continuous or event (an event that started during a continuous segment makes it one).
     pub kind: SegmentKind,
+    /// The event this segment records, if any.
+    pub event: Option<EventInfo>,
     /// Video codec.
     pub codec: VideoCodec,
     /// Coded width.
@@ -181,6 +187,10 @@ pub enum OpenCheck {
     /// Checksums of every fragment (reads the whole store; `fsck`).
     Everything,
 }
+
+/// By default a quarter of the slots is the protected share of event video: continuous recording
+/// wraps over event segments only once they hold more than that.
+const DEFAULT_EVENT_SHARE_DIVISOR: u32 = 4;
 
 /// Segments per camera whose checksums [`OpenCheck::Newest`] verifies: the one being written at a
 /// crash and the one before it, whose final sync may have been in flight.
@@ -279,12 +289,14 @@ impl Store {
             repaired = recovery.iter().filter(|f| f.repair.is_some()).count(),
             "store opened"
         );
+        let event_share = marker.slot_count / DEFAULT_EVENT_SHARE_DIVISOR;
         Ok(Store {
             inner: Arc::new(Inner {
                 dir: dir.to_owned(),
                 marker,
                 lock,
                 ring: Mutex::new(RingState {
+                    event_share,
                     slots,
                     next_segment_id,
                     writers: BTreeMap::new(),
@@ -305,6 +317,12 @@ impl Store {
             slot_count: self.inner.marker.slot_count,
             slot_bytes: self.inner.marker.slot_bytes,
         }
+    }
+
+    /// Sets how many slots of event video are protected from continuous recording (default a
+    /// quarter of the store). Event segments beyond it are wrapped over oldest first.
+    pub fn set_event_share_slots(&self, slots: u32) {
+        self.ring().event_share = slots;
     }
 
     /// Whether this handle may write (it holds the lock).
@@ -343,7 +361,12 @@ impl Store {
                     slot: index as u32,
                     segment_id: header.segment_id,
                     camera: header.camera.clone(),
-                    kind: header.kind,
+                    kind: if slot.event.is_some() {
+                        SegmentKind::Event
+                    } else {
+                        header.kind
+                    },
+                    event: slot.event.clone(),
                     codec: header.codec,
                     width: header.width,
                     height: header.height,
@@ -620,6 +643,7 @@ fn slot_state(scan: SlotScan) -> SlotState {
     };
     SlotState {
         header: scan.header,
+        event: scan.event,
         fragments: scan.fragments,
         end_offset: scan.end_offset,
         busy: false,

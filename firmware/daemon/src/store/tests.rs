@@ -364,6 +364,75 @@ fn a_gop_larger_than_a_slot_or_without_key_frame_is_refused() {
     assert!(store.segments().is_empty());
 }
 
+#[test]
+fn events_are_marked_listed_persisted_and_protected_from_continuous_wrapping() {
+    let dir = tempfile::tempdir().unwrap();
+    new_store(dir.path(), 8);
+    let store = Store::open(dir.path()).unwrap();
+    store.set_event_share_slots(2);
+    let p = params(320);
+    let mut writer = store.camera_writer("front", options(2)).unwrap();
+    writer.append(&gop(&p, 0)).unwrap();
+    writer.append(&gop(&p, 1)).unwrap();
+    writer.append(&gop(&p, 2)).unwrap(); // segment 2 starts here
+    let event = EventInfo {
+        start_wall_ms: 1_003_500,
+        end_wall_ms: None,
+        sensors: vec!["pir-door".into()],
+    };
+    writer.begin_event(event.clone()).unwrap(); // marks segment 2
+    for n in 3..5 {
+        writer.append(&gop(&p, n)).unwrap(); // GOP 4 starts segment 3, an event segment
+    }
+    writer.end_event(1_004_900).unwrap();
+    writer.append(&gop(&p, 5)).unwrap(); // still segment 3: segments end on length only
+    writer.append(&gop(&p, 6)).unwrap(); // segment 4, continuous again
+    writer.close().unwrap();
+
+    let kinds: Vec<(u64, SegmentKind)> = store
+        .segments()
+        .iter()
+        .map(|s| (s.segment_id, s.kind))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            (1, SegmentKind::Continuous),
+            (2, SegmentKind::Event),
+            (3, SegmentKind::Event),
+            (4, SegmentKind::Continuous)
+        ]
+    );
+    let expected = vec![EventRecording {
+        start_wall_ms: 1_003_500,
+        end_wall_ms: Some(1_004_900),
+        sensors: vec!["pir-door".into()],
+        video_start_wall_ms: 1_002_000,
+        video_end_wall_ms: 1_006_000,
+        media_duration_90k: 4 * 90_000,
+        segment_ids: vec![2, 3],
+    }];
+    assert_eq!(store.recordings()[0].events, expected);
+    drop(store);
+
+    // From disk: the event regions survived, and 20 more continuous segments wrap the other
+    // slots but not the two event segments.
+    let store = Store::open(dir.path()).unwrap();
+    store.set_event_share_slots(2);
+    assert_eq!(store.recordings()[0].events, expected);
+    write_gops(&store, "front", 2, 10..50);
+    assert_eq!(store.recordings()[0].events, expected);
+    let continuous = store
+        .segments()
+        .iter()
+        .filter(|s| s.kind == SegmentKind::Continuous)
+        .count();
+    assert_eq!(
+        continuous, 6,
+        "the other 6 slots hold the newest continuous video"
+    );
+}
+
 mod scan_properties {
     use std::io::Write;
 
