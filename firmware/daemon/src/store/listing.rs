@@ -106,8 +106,9 @@ fn events(segments: &[&SegmentInfo]) -> Vec<EventRecording> {
         else {
             continue;
         };
-        let video_end =
-            last.wall_ms + i64::from(last.duration_90k) * 1000 / i64::from(TIMESCALE_90K);
+        let video_end = last
+            .wall_ms
+            .saturating_add(i64::from(last.duration_90k) * 1000 / i64::from(TIMESCALE_90K));
         match events.last_mut() {
             Some(current) if current.start_wall_ms == event.start_wall_ms => {
                 current.end_wall_ms = event.end_wall_ms.or(current.end_wall_ms);
@@ -138,7 +139,7 @@ fn ranges(segments: &[&SegmentInfo]) -> Vec<RecordingRange> {
             let duration_ms = i64::from(fragment.duration_90k) * 1000 / i64::from(TIMESCALE_90K);
             let same_segment = position > 0;
             let boundary = ranges.last().and_then(|range| {
-                let delta = start - range.end_wall_ms;
+                let delta = start.saturating_sub(range.end_wall_ms);
                 if same_segment {
                     (delta.abs() > GAP_TOLERANCE_MS).then_some((delta, true))
                 } else if delta > GAP_TOLERANCE_MS {
@@ -169,7 +170,7 @@ fn ranges(segments: &[&SegmentInfo]) -> Vec<RecordingRange> {
                 segment_counted = false;
             }
             if let Some(range) = ranges.last_mut() {
-                range.end_wall_ms = start + duration_ms;
+                range.end_wall_ms = start.saturating_add(duration_ms);
                 range.media_duration_90k += u64::from(fragment.duration_90k);
                 range.fragments += 1;
                 range.frames += u64::from(fragment.frame_count);

@@ -246,7 +246,8 @@ impl CameraWriter {
         let params_changed =
             !Arc::ptr_eq(&segment.params, &gop.params) && *segment.params != *gop.params;
         let long_enough = segment.duration_90k >= self.options.segment_90k;
-        let media_jumped = (first_pts - segment.expected_pts_90k).abs() > MAX_MEDIA_JUMP_90K;
+        let media_jumped =
+            first_pts.abs_diff(segment.expected_pts_90k) > MAX_MEDIA_JUMP_90K.unsigned_abs();
         params_changed || long_enough || media_jumped
     }
 
@@ -259,7 +260,7 @@ impl CameraWriter {
         let audio_base = audio_base(&mut segment.first_audio_pts, gop);
         let times = FragmentTimes {
             sequence_number: segment.next_index + 1,
-            video_base_90k: (first_pts - segment.first_pts_90k).max(0) as u64,
+            video_base_90k: first_pts.saturating_sub(segment.first_pts_90k).max(0) as u64,
             audio_base,
         };
         self.body_buf.clear();
@@ -448,8 +449,11 @@ impl CameraWriter {
         segment.dirty = true;
         segment.next_offset = info.end_offset();
         segment.next_index += 1;
-        segment.duration_90k = first_pts - segment.first_pts_90k + gop.duration_90k();
-        segment.expected_pts_90k = first_pts + gop.duration_90k();
+        // Camera timestamps are external input: saturate rather than overflow.
+        segment.duration_90k = first_pts
+            .saturating_sub(segment.first_pts_90k)
+            .saturating_add(gop.duration_90k());
+        segment.expected_pts_90k = first_pts.saturating_add(gop.duration_90k());
         let slot = segment.slot;
         let due = segment.last_sync.elapsed() >= self.options.sync_interval;
         {
