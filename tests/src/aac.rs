@@ -29,10 +29,11 @@ const SAMPLE_RATES: [u32; 13] = [
 pub fn encode_test_audio(dir: &Path, seconds: u32) -> anyhow::Result<AacStream> {
     let path = dir.join("tone.aac");
     let status = Command::new("ffmpeg")
-        .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
+        .args(["-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i"])
         .arg("sine=frequency=440:sample_rate=48000")
         .args(["-t", &seconds.to_string(), "-c:a", "aac", "-f", "adts"])
         .arg(&path)
+        .stdin(std::process::Stdio::null())
         .status()
         .context("running ffmpeg")?;
     ensure!(
