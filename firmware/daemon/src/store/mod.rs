@@ -104,8 +104,8 @@ pub struct SlotCounters {
     /// Bytes written to the slot file since the store was provisioned (zero-fill excluded).
     /// Survives restarts: earlier laps are in the slot header, the current one is scanned.
     pub bytes_written: u64,
-    /// fdatasync calls on the slot file (a lower bound after a restart: syncs of a segment are
-    /// known up to its last intact fragment).
+    /// fdatasync calls on the slot file (after a restart, reconstructed from the fragment
+    /// headers: may be one too high for a segment a crash cut short).
     pub syncs: u64,
     /// Segments written into the slot.
     pub segments: u64,
@@ -632,11 +632,14 @@ fn slot_state(scan: SlotScan) -> SlotState {
                 } else {
                     scan.end_offset + FREE_HEADER_BYTES * scan.fragments.len() as u64
                 },
+            // The writer syncs at least once after a segment's last fragment (interval, segment
+            // end or close), so count that one too: exact for segments that ended normally, one
+            // too many for a segment cut short by a crash.
             syncs: header.lifetime_syncs_before
                 + scan
                     .fragments
                     .last()
-                    .map_or(0, |f| u64::from(f.segment_syncs)),
+                    .map_or(0, |f| u64::from(f.segment_syncs) + 1),
             segments: u64::from(header.laps_before) + 1,
         },
         None => SlotCounters::default(),
