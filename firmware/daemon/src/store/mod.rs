@@ -19,6 +19,32 @@
 //! allocation and the in-memory index sit behind one `Mutex`, taken once per GOP and never held
 //! during I/O. All methods do blocking file I/O: call them from `spawn_blocking` or a thread per
 //! camera, not from an async task directly. One process holds the store at a time (`flock`).
+//!
+//! ```no_run
+//! # fn gops() -> Vec<edgenvr::media::Gop> { Vec::new() }
+//! use edgenvr::store::{InitOptions, Store, WriterOptions};
+//!
+//! # fn main() -> Result<(), edgenvr::store::StoreError> {
+//! let dir = std::path::Path::new("/mnt/usb/edgenvr");
+//! // `record`: an existing empty directory is initialised, anything else must be a store.
+//! let options = InitOptions { size_bytes: 8 << 30, ..InitOptions::default() };
+//! let store = Store::open_or_init(dir, &options, &mut |_progress| {})?;
+//! let mut writer = store.camera_writer("front", WriterOptions::default())?;
+//! for gop in gops() {
+//!     writer.append(&gop)?; // blocking: one write per GOP, fdatasync per sync_interval
+//! }
+//! writer.close()?;
+//! // `serve`: ranges for listing, bytes for clips.
+//! for segment in store.segments() {
+//!     let init = store.read_init(&segment)?;
+//!     for fragment in &segment.fragments {
+//!         let moof_mdat = store.read_fragment(&segment, fragment)?;
+//! #       let _ = (&init, moof_mdat);
+//!     }
+//! }
+//! # Ok(())
+//! # }
+//! ```
 
 mod cli_ops;
 mod error;
