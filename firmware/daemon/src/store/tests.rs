@@ -433,6 +433,79 @@ fn events_are_marked_listed_persisted_and_protected_from_continuous_wrapping() {
     );
 }
 
+#[test]
+fn cameras_write_from_threads_while_a_reader_sees_only_intact_or_overwritten_fragments() {
+    let dir = tempfile::tempdir().unwrap();
+    new_store(dir.path(), 6);
+    let store = Store::open(dir.path()).unwrap();
+    // Both writers are open before either writes and close only after both finished, so each
+    // has a share of 3 throughout (closing a writer hands its share to the others).
+    let both_written = Arc::new(std::sync::Barrier::new(2));
+    let writers: Vec<_> = ["left", "right"]
+        .into_iter()
+        .map(|camera| store.camera_writer(camera, options(1)).unwrap())
+        .map(|mut writer| {
+            let both_written = Arc::clone(&both_written);
+            std::thread::spawn(move || {
+                let p = params(320);
+                for n in 0..60 {
+                    writer.append(&gop(&p, n)).unwrap();
+                }
+                both_written.wait();
+                writer.close().unwrap();
+            })
+        })
+        .collect();
+    let writers_done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let store = store.clone();
+        let writers_done = Arc::clone(&writers_done);
+        std::thread::spawn(move || {
+            let (mut intact, mut overwritten) = (0u32, 0u32);
+            // Read while the writers run, then once more after they finished.
+            let mut last_pass = false;
+            while !last_pass {
+                last_pass = writers_done.load(std::sync::atomic::Ordering::Acquire);
+                for segment in store.segments() {
+                    for fragment in &segment.fragments {
+                        match store.read_fragment(&segment, fragment) {
+                            Ok(body) => {
+                                assert_eq!(body.len(), fragment.body_len as usize);
+                                assert_eq!(&body[4..8], b"moof");
+                                intact += 1;
+                            }
+                            Err(StoreError::Overwritten { .. }) => overwritten += 1,
+                            Err(other) => panic!("unexpected read error: {other}"),
+                        }
+                    }
+                }
+            }
+            (intact, overwritten)
+        })
+    };
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    writers_done.store(true, std::sync::atomic::Ordering::Release);
+    let (intact, _overwritten) = reader.join().unwrap();
+    assert!(intact >= 6, "the final pass reads every kept fragment");
+    let per_camera: Vec<(String, usize)> = store
+        .recordings()
+        .into_iter()
+        .map(|c| {
+            (
+                c.camera,
+                c.ranges.iter().map(|r| r.fragments as usize).sum(),
+            )
+        })
+        .collect();
+    // Each camera keeps its share of 3 one-GOP segments: its newest 3 GOPs.
+    assert_eq!(
+        per_camera,
+        vec![("left".to_string(), 3), ("right".to_string(), 3)]
+    );
+}
+
 mod scan_properties {
     use std::io::Write;
 

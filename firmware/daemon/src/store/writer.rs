@@ -55,6 +55,11 @@ impl Default for WriterOptions {
 
 /// Writes one camera's GOPs into the store. Obtain with [`Store::camera_writer`]; finish with
 /// [`CameraWriter::close`] (dropping it also syncs, but cannot report errors).
+///
+/// An open writer is what gives a camera its share of the store: keep one per configured camera
+/// for the life of the process, across RTSP reconnects (a reconnect's jump in media time starts a
+/// new segment by itself). Closing the writer says the camera is gone, and its video becomes the
+/// first to be overwritten by the others.
 #[derive(Debug)]
 pub struct CameraWriter {
     store: Store,
