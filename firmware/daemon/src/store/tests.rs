@@ -514,8 +514,15 @@ mod scan_properties {
     use super::*;
     use crate::store::scan::scan_slot;
 
-    /// The bytes of a slot holding one 8-GOP segment, its store id, and the fragments as listed.
+    /// The bytes of a slot holding one 8-GOP segment, its store id, and the fragments as listed
+    /// (recorded once; the ARM test runs are emulated and slow).
     fn recorded_slot() -> (Vec<u8>, u64, Vec<FragmentInfo>) {
+        static RECORDED: std::sync::OnceLock<(Vec<u8>, u64, Vec<FragmentInfo>)> =
+            std::sync::OnceLock::new();
+        RECORDED.get_or_init(record_slot).clone()
+    }
+
+    fn record_slot() -> (Vec<u8>, u64, Vec<FragmentInfo>) {
         let dir = tempfile::tempdir().unwrap();
         new_store(dir.path(), 2);
         let store = Store::open(dir.path()).unwrap();
