@@ -33,6 +33,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod gpio;
+pub mod health;
 pub mod ingest;
 pub mod media;
 pub mod mux;

@@ -20,6 +20,7 @@ use serde::Deserialize;
 
 pub use units::{parse_size, ByteSize, HumanDuration};
 
+use crate::gpio::{ControlConfig, OutputConfig, RuleConfig, SensorConfig};
 use crate::ingest::{CameraSource, Transport};
 
 /// Where `run` and `check-config` look without `--config`.
@@ -37,6 +38,47 @@ pub struct Config {
     /// `[[camera]]`: the cameras to record.
     #[serde(default)]
     pub camera: Vec<CameraConfig>,
+    /// `[[sensor]]`: PIR inputs on GPIO (or simulated).
+    #[serde(default)]
+    pub sensor: Vec<SensorConfig>,
+    /// `[[output]]`: lights, relays.
+    #[serde(default)]
+    pub output: Vec<OutputConfig>,
+    /// `[[rule]]`: outputs following sensors.
+    #[serde(default)]
+    pub rule: Vec<RuleConfig>,
+    /// `[control]`: the local control socket (`edgenvr sim`).
+    #[serde(default)]
+    pub control: ControlConfig,
+    /// `[state]`: the TCP state port.
+    #[serde(default)]
+    pub state: StateConfig,
+    /// `[[report]]`: report-by-exception overrides for the box's scalar sensors.
+    #[serde(default)]
+    pub report: Vec<ReportConfig>,
+}
+
+/// `[state]`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    /// `host:port` of the TCP state port (e.g. "0.0.0.0:7420"); no state port when absent.
+    pub listen: Option<String>,
+}
+
+/// `[[report]]`: how one scalar sensor of the box (`storage_used`, `front_fps`, ...) is
+/// reported upstream; keys left out keep the sensor's default.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportConfig {
+    /// The sensor's name as the catalog shows it.
+    pub sensor: String,
+    /// Changes smaller than this (in the sensor's unit) are not reported.
+    pub deadband: Option<f32>,
+    /// Least time between two reports.
+    pub min_interval: Option<HumanDuration>,
+    /// Most time between two reports (a heartbeat of the value).
+    pub max_interval: Option<HumanDuration>,
 }
 
 /// `[box]`.
@@ -72,6 +114,9 @@ pub struct StorageConfig {
     /// How often written video is synced: the most a power cut can lose.
     #[serde(default = "default_sync_interval")]
     pub sync_interval: HumanDuration,
+    /// The card's rated write endurance (e.g. "40TB" for a 32 GB high-endurance card's TBW);
+    /// when set, the box reports the share of it used so far.
+    pub endurance: Option<ByteSize>,
 }
 
 fn default_segment() -> HumanDuration {
@@ -218,13 +263,68 @@ impl Config {
         let mut problems = Vec::new();
         self.check_storage(&mut problems);
         self.check_cameras(&mut problems);
+        self.check_gpio(&mut problems);
+        self.check_state(&mut problems);
         problems
     }
 
-    /// The names that camera `triggers` may refer to. Sensors are declared by a later section;
-    /// until then nothing can trigger a recording.
+    /// The names that camera `triggers` may refer to: the `[[sensor]]` names.
     pub fn trigger_names(&self) -> Vec<&str> {
-        Vec::new()
+        self.sensor.iter().map(|s| s.name.as_str()).collect()
+    }
+
+    fn check_gpio(&self, problems: &mut Vec<Problem>) {
+        for found in crate::gpio::config::validate(&self.sensor, &self.output, &self.rule) {
+            // The GPIO check names entries (`sensor "pir"`); locate them by their section.
+            let key = if found.entry.starts_with("sensor") {
+                "sensor"
+            } else if found.entry.starts_with("output") {
+                "output"
+            } else if found.entry.starts_with("rule") {
+                "rule"
+            } else {
+                ""
+            };
+            problems.push(problem(key, found.to_string()));
+        }
+    }
+
+    fn check_state(&self, problems: &mut Vec<Problem>) {
+        if let Some(listen) = &self.state.listen {
+            if listen.parse::<std::net::SocketAddr>().is_err() && !looks_like_host_port(listen) {
+                problems.push(problem(
+                    "state.listen",
+                    format!("{listen:?} is not host:port (e.g. \"0.0.0.0:7420\")"),
+                ));
+            }
+        }
+        if let Some(endurance) = self.storage.endurance {
+            if endurance.0 == 0 {
+                problems.push(problem(
+                    "storage.endurance",
+                    "must be more than zero (the card's rated bytes written, e.g. \"40TB\")".into(),
+                ));
+            }
+        }
+        for (i, report) in self.report.iter().enumerate() {
+            if report
+                .deadband
+                .is_some_and(|d| !(d.is_finite() && d >= 0.0))
+            {
+                problems.push(problem(
+                    &format!("report[{i}].deadband"),
+                    "must be a number of at least zero".into(),
+                ));
+            }
+            if let (Some(min), Some(max)) = (report.min_interval, report.max_interval) {
+                if max.0 < min.0 {
+                    problems.push(problem(
+                        &format!("report[{i}].max_interval"),
+                        "must not be shorter than min_interval".into(),
+                    ));
+                }
+            }
+        }
     }
 
     fn check_storage(&self, problems: &mut Vec<Problem>) {
@@ -283,6 +383,13 @@ impl Config {
             }
         }
     }
+}
+
+/// `name:port` with a port number (a host name the resolver will look up at run time).
+fn looks_like_host_port(listen: &str) -> bool {
+    listen
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
 }
 
 /// Names become store keys and log fields: keep them short and plain.
