@@ -31,6 +31,9 @@ pub enum WatchError {
     /// Talking to the box failed (only `state` gives up on this).
     #[error(transparent)]
     Client(#[from] ClientError),
+    /// An argument cannot be used (e.g. a broker URL).
+    #[error("{0}")]
+    Invalid(String),
     /// Writing the output failed (other than a closed pipe).
     #[error("cannot write output: {0}")]
     Output(io::Error),
@@ -68,7 +71,9 @@ pub fn watch(
                     Err(WatchError::Output(error)) if error.kind() == io::ErrorKind::BrokenPipe => {
                         return Ok(())
                     }
-                    Err(WatchError::Output(error)) => return Err(WatchError::Output(error)),
+                    Err(error @ (WatchError::Output(_) | WatchError::Invalid(_))) => {
+                        return Err(error)
+                    }
                     Err(WatchError::Client(error)) => {
                         if connection.view().snapshot_complete {
                             // The session worked: this is a new outage, not the same one.
