@@ -7,7 +7,8 @@
 //! [`crate::record::record_events`]), and return once every camera has stopped and closed its
 //! recording (after the shutdown signal, or when `record` gives up on a refused password). `run`
 //! also starts the GPIO part ([`crate::gpio::start`]), the state bus with the sensors' changes and
-//! the box's health ([`crate::health`]), and the TCP state port (`[state] listen`); all of them
+//! the box's health ([`crate::health`]), the TCP state port (`[state] listen`) and the MQTT
+//! publisher (`[mqtt] url`); all of them
 //! hear the same shutdown signal and `run` waits for every one.
 
 use std::path::{Path, PathBuf};
@@ -241,6 +242,10 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), DaemonError> 
             camera.clone(),
         ));
     }
+    let mqtt_config = match &config.mqtt {
+        Some(section) => Some(mqtt_config(section, &config.box_.name)?),
+        None => None,
+    };
     let dir = config.storage.dir.clone();
     let store = blocking(move || Store::open(&dir)).await??;
     let state_port = match &config.state.listen {
@@ -357,7 +362,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), DaemonError> 
         TaskOutcome::Done
     });
     if let Some(port) = state_port {
-        let mut stop = shutdown.clone();
+        let (bus, mut stop) = (bus.clone(), shutdown.clone());
         let config = TcpStateConfig::new(config.box_.name.clone());
         tasks.spawn(async move {
             port.serve(bus, config, async move { stop.requested().await })
@@ -365,7 +370,18 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), DaemonError> 
             TaskOutcome::Done
         });
     }
-    // The MQTT publisher joins here: one more task fed by `bus.subscribe()` and `shutdown`.
+    if let Some(mqtt) = mqtt_config {
+        let (mqtt_bus, mut stop) = (bus.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            if let Err(error) =
+                crate::publish::mqtt::run(mqtt_bus, mqtt, async move { stop.requested().await })
+                    .await
+            {
+                tracing::error!(%error, "MQTT publishing stopped");
+            }
+            TaskOutcome::Done
+        });
+    }
 
     let mut first_error = None;
     while let Some(joined) = tasks.join_next().await {
@@ -384,6 +400,26 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), DaemonError> 
     // Cameras are closed: only now stop the pins and remove the control socket.
     gpio.shutdown().await;
     first_error.map_or(Ok(()), Err)
+}
+
+/// The publisher's settings from `[mqtt]`, the password read from its file.
+fn mqtt_config(
+    section: &config::MqttSection,
+    box_name: &str,
+) -> Result<crate::publish::mqtt::MqttConfig, DaemonError> {
+    let mut mqtt = crate::publish::mqtt::MqttConfig::new(section.url.clone(), box_name);
+    mqtt.username = section.username.clone();
+    if let Some(file) = &section.password_file {
+        let password = std::fs::read_to_string(file).map_err(|e| {
+            DaemonError::Unsupported(format!(
+                "mqtt.password_file {}: cannot read it: {e}",
+                file.display()
+            ))
+        })?;
+        // Files written by `echo` end in a newline that is not part of the password.
+        mqtt.password = Some(password.trim_end_matches(['\r', '\n']).to_owned());
+    }
+    Ok(mqtt)
 }
 
 /// What one of `run`'s tasks ended with.

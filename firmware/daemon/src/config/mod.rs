@@ -56,6 +56,20 @@ pub struct Config {
     /// `[[report]]`: report-by-exception overrides for the box's scalar sensors.
     #[serde(default)]
     pub report: Vec<ReportConfig>,
+    /// `[mqtt]`: the broker the state is published to; none when absent.
+    pub mqtt: Option<MqttSection>,
+}
+
+/// `[mqtt]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttSection {
+    /// `mqtt://host[:port]`.
+    pub url: String,
+    /// Broker login.
+    pub username: Option<String>,
+    /// A file holding the broker password (kept out of the config, which is often world-readable).
+    pub password_file: Option<PathBuf>,
 }
 
 /// `[state]`.
@@ -306,7 +320,29 @@ impl Config {
                 ));
             }
         }
+        if let Some(mqtt) = &self.mqtt {
+            if let Err(e) = crate::publish::mqtt::broker_address(&mqtt.url) {
+                problems.push(problem("mqtt.url", e.to_string()));
+            }
+            if mqtt.password_file.is_some() && mqtt.username.is_none() {
+                problems.push(problem(
+                    "mqtt.password_file",
+                    "needs `username` as well".into(),
+                ));
+            }
+        }
+        let scalars = crate::health::scalar_names(self.camera.iter().map(|c| c.name.as_str()));
         for (i, report) in self.report.iter().enumerate() {
+            if !scalars.contains(&report.sensor) {
+                problems.push(problem(
+                    &format!("report[{i}].sensor"),
+                    format!(
+                        "{:?} is not a scalar sensor of this box (one of: {})",
+                        report.sensor,
+                        scalars.join(", ")
+                    ),
+                ));
+            }
             if report
                 .deadband
                 .is_some_and(|d| !(d.is_finite() && d >= 0.0))
@@ -559,6 +595,83 @@ transport = "udp"
         let problems = parse(&GOOD.replace("\"10s\"", "\"0s\"")).unwrap_err();
         assert_eq!(problems[0].key, "storage.segment");
         assert_eq!(problems[0].line, Some(7));
+    }
+
+    const BOX: &str = r#"
+[storage]
+dir = "/mnt/usb/edgenvr"
+endurance = "40TB"
+
+[state]
+listen = "0.0.0.0:7420"
+
+[mqtt]
+url = "mqtt://broker.lan:1883"
+username = "garage"
+password_file = "/etc/edgenvr/mqtt.pass"
+
+[[sensor]]
+name = "pir-hall"
+kind = "pir"
+backend = "sim"
+
+[[output]]
+name = "light"
+backend = "sim"
+
+[[rule]]
+when = "pir-hall"
+then = "light"
+for = "60s"
+
+[[camera]]
+name = "hall"
+url = "rtsp://cam-hall.lan/stream1"
+mode = "events"
+pre_roll = "2s"
+post_roll = "20s"
+triggers = ["pir-hall"]
+
+[[report]]
+sensor = "hall_fps"
+deadband = 2.0
+min_interval = "10s"
+"#;
+
+    #[test]
+    fn the_whole_box_parses_and_triggers_resolve() {
+        let config = parse(BOX).unwrap();
+        assert_eq!(config.sensor.len(), 1);
+        assert_eq!(config.camera[0].triggers, ["pir-hall"]);
+        assert_eq!(config.state.listen.as_deref(), Some("0.0.0.0:7420"));
+        assert_eq!(config.storage.endurance, Some(ByteSize(40_000_000_000_000)));
+        assert_eq!(config.report[0].deadband, Some(2.0));
+        assert!(config.mqtt.is_some());
+    }
+
+    #[test]
+    fn box_sections_are_checked() {
+        let text = BOX
+            .replace("\"0.0.0.0:7420\"", "\"port 7420\"")
+            .replace("then = \"light\"", "then = \"lamp\"")
+            .replace("sensor = \"hall_fps\"", "sensor = \"hall_fsp\"")
+            .replace("mqtt://broker", "http://broker")
+            .replace("triggers = [\"pir-hall\"]", "triggers = [\"pir-hal\"]");
+        let problems = parse(&text).unwrap_err();
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "camera[0].triggers[0]",
+                "rule",
+                "state.listen",
+                "mqtt.url",
+                "report[0].sensor"
+            ],
+            "{problems:?}"
+        );
+        assert!(problems.iter().all(|p| p.line.is_some()), "{problems:?}");
+        assert!(problems[1].message.contains("lamp"), "{problems:?}");
     }
 
     #[test]

@@ -466,4 +466,82 @@ pub(crate) mod tests {
         assert_eq!(gops.iter().map(|g| g.frames.len()).sum::<usize>(), 100);
         assert!(gops.iter().all(|g| g.last_frame_duration_90k == 3_600));
     }
+
+    /// The events path from frames to the sink: 25 fps with a key frame a second on a simulated
+    /// clock, pre_roll 2 s, post_roll 2 s, a trigger at 10.5 s cleared at 11.5 s. The sink sees
+    /// nothing before the trigger, then the event mark, the pre-roll and live GOPs, then the end,
+    /// and nothing after it; the activity counters follow.
+    #[tokio::test]
+    async fn events_mode_writes_only_around_the_trigger() {
+        let sink = writer::tests::MemorySink::default();
+        let clock = Arc::new(ManualClock(AtomicI64::new(0)));
+        let writer = GopWriter::spawn("cam", sink.clone(), Duration::from_secs(3600)).unwrap();
+        let core = Arc::new(Mutex::new(EventCore {
+            machine: EventMachine::new(2_000, 2_000, MAX_PRE_ROLL_BYTES),
+            writer,
+            ops: Vec::new(),
+        }));
+        let mut recorder = CameraRecorder::with_destination(
+            "cam",
+            clock.clone(),
+            Destination::Events(core.clone()),
+        );
+        let activity = recorder.activity.clone();
+        recorder.session_started();
+        recorder.event(IngestEvent::Params(Arc::new(test_params())));
+        let trigger = |on: bool, at_ms: i64| {
+            let mut core = lock(&core);
+            let core = &mut *core;
+            core.machine.trigger("pir", on, at_ms, &mut core.ops);
+            core.flush(&activity);
+        };
+        let mut recording_seen = false;
+        for n in 0..750i64 {
+            let now_ms = n * 40;
+            clock.0.store(now_ms, Ordering::Relaxed);
+            if now_ms == 10_520 {
+                trigger(true, now_ms);
+            }
+            if now_ms == 11_520 {
+                trigger(false, now_ms);
+            }
+            recorder.event(IngestEvent::Video(VideoFrame {
+                pts_90k: n * 3_600,
+                is_key: n % 25 == 0,
+                data: Bytes::from_static(&[0, 0, 0, 1, 0x26]),
+            }));
+            recording_seen |= activity.event_recording.load(Ordering::Relaxed);
+        }
+        recorder.session_ended();
+        drop(trigger);
+        drop(core);
+        recorder.close().await.unwrap();
+        assert!(recording_seen);
+        assert!(!activity.event_recording.load(Ordering::Relaxed));
+        assert_eq!(activity.video_frames.load(Ordering::Relaxed), 750);
+        let starts: Vec<i64> = sink
+            .gops
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|g| g.start_wall_ms)
+            .collect();
+        // Pre-roll from 8 s (the GOP holding 10.52 − 2 s), live until the GOP starting at or
+        // after 11.52 + 2 s: the one at 14 s is the first left out.
+        assert_eq!(starts, vec![8_000, 9_000, 10_000, 11_000, 12_000, 13_000]);
+        let events = sink.events.lock().unwrap().clone();
+        assert_eq!(events.len(), 2, "{events:?}");
+        assert_eq!(
+            events[0],
+            (
+                0,
+                writer::tests::SinkEvent::Begin(crate::store::EventInfo {
+                    start_wall_ms: 10_520,
+                    end_wall_ms: None,
+                    sensors: vec!["pir".into()],
+                })
+            )
+        );
+        assert_eq!(events[1], (6, writer::tests::SinkEvent::End(13_520)));
+    }
 }
