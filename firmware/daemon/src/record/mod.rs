@@ -513,7 +513,6 @@ pub(crate) mod tests {
             recording_seen |= activity.event_recording.load(Ordering::Relaxed);
         }
         recorder.session_ended();
-        drop(trigger);
         drop(core);
         recorder.close().await.unwrap();
         assert!(recording_seen);
