@@ -6,7 +6,8 @@
 //! process (`write_bytes` in /proc/PID/io and the slot files' hashes unchanged over the idle
 //! period); a PIR edge makes one event whose video starts at least `pre_roll` before the trigger
 //! (within one GOP) and ends `post_roll` after the clear (within one GOP); `edgenvr store ls`
-//! lists it; ffmpeg decodes it without an error; the state port shows the PIR and the camera.
+//! lists it; ffmpeg decodes it without an error; the state port shows the PIR and the camera; a
+//! sensor on a missing GPIO chip is reported and the box records on without it.
 //! Every wait is for an event (a log line, frames sent by the server, a state change); time
 //! limits only guard against a hang. It also prints the bytes per minute of the test stream that
 //! the README's events-vs-continuous figure is scaled from.
@@ -145,6 +146,12 @@ name = "pir-hall"
 kind = "pir"
 backend = "sim"
 debounce = "50ms"
+[[sensor]]
+name = "pir-porch"
+kind = "pir"
+backend = "gpiocdev"
+chip = "gpiochip9"
+line = 4
 [[camera]]
 name = "hall"
 url = "{url}"
@@ -183,6 +190,13 @@ triggers = ["pir-hall"]
         .to_owned();
     edgenvr_box
         .wait_for_line("listening control ", HANG_GUARD)
+        .unwrap();
+    // A sensor whose pin cannot be opened is named in the log and left out; the box runs on.
+    edgenvr_box
+        .wait_for_line(
+            "sensor \"pir-porch\": cannot open /dev/gpiochip9 line 4",
+            HANG_GUARD,
+        )
         .unwrap();
     edgenvr_box.wait_for_line("streaming", HANG_GUARD).unwrap();
     // Enough stream for a full pre-roll (two GOPs) and then some.
