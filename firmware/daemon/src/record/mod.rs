@@ -55,6 +55,7 @@ pub struct CameraActivity {
 /// One camera's events-mode state and its writer, shared by the ingest handler (GOPs) and the
 /// trigger listener (sensor events, ticks) of the camera's task.
 struct EventCore {
+    camera: String,
     machine: EventMachine,
     writer: GopWriter,
     ops: Vec<EventOp>,
@@ -66,14 +67,14 @@ impl EventCore {
         for op in self.ops.drain(..) {
             match op {
                 EventOp::Begin { event, pre_roll } => {
-                    tracing::info!(sensors = ?event.sensors, pre_roll_gops = pre_roll.len(), "event started");
+                    tracing::info!(camera = %self.camera, sensors = ?event.sensors, pre_roll_gops = pre_roll.len(), "event started");
                     self.writer.begin_event(event, pre_roll);
                 }
                 // Re-marking the running event with its longer sensor list is a begin again.
                 EventOp::Update(event) => self.writer.begin_event(event, Vec::new()),
                 EventOp::Gop(gop) => self.writer.offer(gop),
                 EventOp::End { end_wall_ms } => {
-                    tracing::info!(end_wall_ms, "event ended");
+                    tracing::info!(camera = %self.camera, end_wall_ms, "event ended");
                     self.writer.end_event(end_wall_ms);
                 }
             }
@@ -287,6 +288,7 @@ pub async fn record_events<S: GopSink>(
     let counters = writer.counters();
     let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
     let core = Arc::new(Mutex::new(EventCore {
+        camera: source.name.clone(),
         machine: EventMachine::new(ms(plan.pre_roll), ms(plan.post_roll), MAX_PRE_ROLL_BYTES),
         writer,
         ops: Vec::new(),
@@ -477,6 +479,7 @@ pub(crate) mod tests {
         let clock = Arc::new(ManualClock(AtomicI64::new(0)));
         let writer = GopWriter::spawn("cam", sink.clone(), Duration::from_secs(3600)).unwrap();
         let core = Arc::new(Mutex::new(EventCore {
+            camera: "cam".into(),
             machine: EventMachine::new(2_000, 2_000, MAX_PRE_ROLL_BYTES),
             writer,
             ops: Vec::new(),
