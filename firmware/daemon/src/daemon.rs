@@ -115,11 +115,13 @@ impl DaemonError {
 pub fn check_config(path: &Path) -> ExitCode {
     match config::load(path) {
         Ok(config) => {
+            let plural = |n: usize| if n == 1 { "" } else { "s" };
+            let (cameras, sensors) = (config.camera.len(), config.sensor.len());
             println!(
-                "{}: ok ({} camera{})",
+                "{}: ok ({cameras} camera{}, {sensors} sensor{})",
                 path.display(),
-                config.camera.len(),
-                if config.camera.len() == 1 { "" } else { "s" }
+                plural(cameras),
+                plural(sensors)
             );
             ExitCode::SUCCESS
         }

@@ -1,5 +1,5 @@
 //! Health: the box's own sensors in the state, next to the PIRs — per camera online, recording
-//! (binary) and frames per second (scalar); storage used, bytes written, card endurance used and
+//! (binary), frames per second and received bit rate (scalar); storage used, bytes written, card endurance used and
 //! CPU temperature (scalar).
 //!
 //! Receives each camera's [`CameraStatus`] watch and [`CameraActivity`] counters, the open
@@ -49,7 +49,8 @@ pub const CPU_TEMP: &str = "cpu_temp";
 /// One camera as health sees it.
 #[derive(Debug)]
 pub struct CameraHealth {
-    /// The camera's name (sensors are `<name>_online`, `<name>_recording`, `<name>_fps`).
+    /// The camera's name (sensors are `<name>_online`, `<name>_recording`, `<name>_fps`,
+    /// `<name>_bitrate`).
     pub name: String,
     /// Its ingest status.
     pub status: watch::Receiver<CameraStatus>,
@@ -74,6 +75,9 @@ pub fn default_policy(name: &str) -> ReportPolicy {
     } else if name == CPU_TEMP {
         // Two degrees; throttling starts at 80 °C on a Pi, so finer is noise.
         policy(2.0, 10_000, minutes(10))
+    } else if name.ends_with("_bitrate") {
+        // 100 kbit/s: a camera's VBR swings by more than that every GOP; 5 s rate limit.
+        policy(100.0, 5_000, minutes(5))
     } else {
         // Frame rates: one frame per second of change, rate-limited to one report per 5 s.
         policy(1.0, 5_000, minutes(5))
@@ -111,7 +115,10 @@ pub fn scalar_names<'a>(cameras: impl Iterator<Item = &'a str>) -> Vec<String> {
         .iter()
         .map(|s| (*s).to_owned())
         .collect();
-    names.extend(cameras.map(|c| format!("{c}_fps")));
+    for camera in cameras {
+        names.push(format!("{camera}_fps"));
+        names.push(format!("{camera}_bitrate"));
+    }
     names
 }
 
@@ -120,7 +127,9 @@ struct CameraSensors {
     online: SensorId,
     recording: SensorId,
     fps: SensorId,
+    bitrate: SensorId,
     last_frames: u64,
+    last_bytes: u64,
     last_at: Instant,
 }
 
@@ -165,18 +174,23 @@ impl Health {
                 format!("{name}_recording"),
                 Role::Camera(CameraRole::Recording),
             ))?;
-            let fps = scalar(
-                &format!("{name}_fps"),
-                "fps",
+            // The wire format has no frame-rate role for cameras; the name ties it to its camera.
+            let fps = scalar(&format!("{name}_fps"), "fps", Role::Health)?;
+            let bitrate = scalar(
+                &format!("{name}_bitrate"),
+                "kbit/s",
                 Role::Camera(CameraRole::Bitrate),
             )?;
             let last_frames = camera.activity.video_frames.load(Ordering::Relaxed);
+            let last_bytes = camera.activity.video_bytes.load(Ordering::Relaxed);
             sensors.push(CameraSensors {
                 camera,
                 online,
                 recording,
                 fps,
+                bitrate,
                 last_frames,
+                last_bytes,
                 last_at: Instant::now(),
             });
         }
@@ -240,17 +254,24 @@ impl Health {
                 online
             };
             let frames = sensors.camera.activity.video_frames.load(Ordering::Relaxed);
+            let bytes = sensors.camera.activity.video_bytes.load(Ordering::Relaxed);
             let seconds = now.duration_since(sensors.last_at).as_secs_f32();
-            let fps = if seconds > 0.0 {
-                frames.saturating_sub(sensors.last_frames) as f32 / seconds
-            } else {
-                0.0
+            let per_second = |delta: u64| {
+                if seconds > 0.0 {
+                    delta as f32 / seconds
+                } else {
+                    0.0
+                }
             };
+            let fps = per_second(frames.saturating_sub(sensors.last_frames));
+            let kbit_s = per_second(bytes.saturating_sub(sensors.last_bytes)) * 8.0 / 1000.0;
             sensors.last_frames = frames;
+            sensors.last_bytes = bytes;
             sensors.last_at = now;
             values.push((sensors.online, SensorValue::Binary(online)));
             values.push((sensors.recording, SensorValue::Binary(recording)));
             values.push((sensors.fps, SensorValue::Scalar(fps.round())));
+            values.push((sensors.bitrate, SensorValue::Scalar(kbit_s.round())));
         }
         for (id, value) in values {
             self.set(id, value);

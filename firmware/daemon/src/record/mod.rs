@@ -48,6 +48,8 @@ use crate::time::{Anchoring, Clock, WallAnchor};
 pub struct CameraActivity {
     /// Video frames received since start (frames per second = its rate of change).
     pub video_frames: AtomicU64,
+    /// Video payload bytes received since start (bit rate = its rate of change).
+    pub video_bytes: AtomicU64,
     /// An event is being recorded (events mode only; continuous mode writes whenever online).
     pub event_recording: AtomicBool,
 }
@@ -193,6 +195,9 @@ impl IngestHandler for CameraRecorder {
             }
             IngestEvent::Video(frame) => {
                 self.activity.video_frames.fetch_add(1, Ordering::Relaxed);
+                self.activity
+                    .video_bytes
+                    .fetch_add(frame.data.len() as u64, Ordering::Relaxed);
                 let now_wall_ms = self.clock.now_wall_ms();
                 let anchor = &mut self.anchor;
                 let camera = &self.camera;
