@@ -241,6 +241,9 @@ triggers = ["pir-hall"]
     edgenvr_box
         .wait_for_line("event started", HANG_GUARD)
         .unwrap();
+    wait_state(&mut state, "hall recording", |value| {
+        value("hall_recording") == Some(SeenValue::Binary(true))
+    });
     let sent = server.frames_sent("/hall");
     server
         .wait_frames("/hall", sent + u64::from(GOP_FRAMES), HANG_GUARD)
@@ -253,6 +256,9 @@ triggers = ["pir-hall"]
     edgenvr_box
         .wait_for_line("event ended", HANG_GUARD)
         .unwrap();
+    wait_state(&mut state, "hall no longer recording", |value| {
+        value("hall_recording") == Some(SeenValue::Binary(false))
+    });
     let event_io = write_bytes(pid) - idle_io;
     assert!(
         event_io > 0,
