@@ -2,7 +2,8 @@
 //! `.deb` files once (into `target/package-test/`), and the tests look inside with `dpkg-deb`
 //! (files, control fields, conffiles, maintainer scripts, the binaries' ELF machine), run the
 //! packaged ARM binaries under qemu-user (`edgenvr --version`, `edgenvr check-config` on the
-//! shipped default config), and have `systemd-analyze verify` check the shipped unit.
+//! shipped default config), have `systemd-analyze verify` check the shipped unit, and run the
+//! maintainer scripts through install, upgrade, remove and purge in a throw-away mount namespace.
 //!
 //! The dev profile keeps this cheap: the ARM builds reuse the target directories of
 //! `scripts/test.sh`'s ARM step, and the packages are gzip-compressed.
@@ -327,4 +328,111 @@ fn systemd_analyze_verify_accepts_the_unit() {
         "systemd-analyze verify: {}\n{stdout}{stderr}",
         output.status
     );
+}
+
+/// Runs the packaged maintainer scripts as dpkg would (install, upgrade, remove, purge) in a
+/// private mount namespace whose /etc, /var/lib and /srv are overlays on a tmpfs: the scripts
+/// really create the user, the directories and the statoverride, and the machine is untouched.
+/// Prints `key=value` lines for the test to check. Arguments: extracted package root, scratch
+/// directory, `with-gpio` or `without-gpio` (whether the board has a gpio group).
+const MAINTAINER_SCRIPTS_RUN: &str = r#"
+set -eu
+root=$1 scratch=$2 gpio=$3
+mount -t tmpfs tmpfs "$scratch"
+for d in /etc /var/lib /srv; do
+  mkdir -p "$scratch/upper$d" "$scratch/work$d"
+  mount -t overlay overlay -o "lowerdir=$d,upperdir=$scratch/upper$d,workdir=$scratch/work$d" "$d"
+done
+if getent passwd edgenvr >/dev/null || [ -e /srv/edgenvr ]; then
+  echo "this machine already has an edgenvr user or /srv/edgenvr" >&2; exit 97
+fi
+if [ "$gpio" = with-gpio ]; then
+  getent group gpio >/dev/null || groupadd --system gpio
+elif getent group gpio >/dev/null; then
+  groupdel gpio
+fi
+# What dpkg unpacks before it runs postinst.
+mkdir -p /etc/edgenvr && cp "$root/etc/edgenvr/config.toml" /etc/edgenvr/config.toml
+"$root/DEBIAN/postinst" configure
+echo "home-shell=$(getent passwd edgenvr | cut -d: -f6,7)"
+echo "groups=$(id -nG edgenvr)"
+stat -c 'stat=%n %U:%G %a' /var/lib/edgenvr /srv/edgenvr /srv/edgenvr/store /etc/edgenvr/config.toml
+echo "override=$(dpkg-statoverride --list /etc/edgenvr/config.toml)"
+"$root/DEBIAN/postinst" configure 0.0.9 >/dev/null
+echo "users-after-upgrade=$(getent passwd | grep -c '^edgenvr:')"
+echo "override-after-upgrade=$(dpkg-statoverride --list /etc/edgenvr/config.toml)"
+"$root/DEBIAN/prerm" remove
+"$root/DEBIAN/postrm" remove
+"$root/DEBIAN/postrm" purge
+echo "override-after-purge=$(dpkg-statoverride --list /etc/edgenvr/config.toml || true)"
+if [ -e /var/lib/edgenvr ]; then echo "state-after-purge=present"; else echo "state-after-purge=gone"; fi
+if [ -d /srv/edgenvr/store ]; then echo "store-after-purge=kept"; else echo "store-after-purge=gone"; fi
+"#;
+
+#[test]
+fn maintainer_scripts_install_upgrade_and_purge_cleanly() {
+    let isolated = Command::new("unshare")
+        .args(["--mount", "true"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !isolated {
+        eprintln!(
+            "cannot make a mount namespace here (needs root and unshare): the maintainer \
+             scripts are not run on this machine"
+        );
+        return;
+    }
+    let root = extract(&DEBS[0], "scripts");
+    for (gpio, expected_groups) in [
+        ("with-gpio", &["edgenvr", "gpio", "video"][..]),
+        ("without-gpio", &["edgenvr", "video"][..]),
+    ] {
+        let scratch = work_dir().join(format!("scripts-scratch-{gpio}"));
+        std::fs::create_dir_all(&scratch).unwrap();
+        let output = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c"])
+            .arg(MAINTAINER_SCRIPTS_RUN)
+            .arg("sh")
+            .arg(&root)
+            .arg(&scratch)
+            .arg(gpio)
+            .output()
+            .unwrap();
+        let shown = checked(output, &format!("maintainer scripts ({gpio})"));
+        let value = |key: &str| -> Vec<String> {
+            shown
+                .lines()
+                .filter_map(|l| l.strip_prefix(&format!("{key}=")))
+                .map(str::to_owned)
+                .collect()
+        };
+        assert!(
+            shown.contains("systemctl enable --now edgenvr"),
+            "a fresh install says how to start: {shown}"
+        );
+        assert_eq!(value("home-shell"), ["/var/lib/edgenvr:/usr/sbin/nologin"]);
+        let mut groups: Vec<String> = value("groups")[0]
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+        groups.sort();
+        assert_eq!(groups, expected_groups, "{gpio}");
+        assert_eq!(
+            value("stat"),
+            [
+                "/var/lib/edgenvr edgenvr:edgenvr 750",
+                "/srv/edgenvr root:root 755",
+                "/srv/edgenvr/store edgenvr:edgenvr 750",
+                "/etc/edgenvr/config.toml root:edgenvr 640",
+            ]
+        );
+        let override_line = ["root edgenvr 640 /etc/edgenvr/config.toml"];
+        assert_eq!(value("override"), override_line);
+        assert_eq!(value("users-after-upgrade"), ["1"]);
+        assert_eq!(value("override-after-upgrade"), override_line);
+        assert_eq!(value("override-after-purge"), [""]);
+        assert_eq!(value("state-after-purge"), ["gone"]);
+        // Recordings are never deleted by the package.
+        assert_eq!(value("store-after-purge"), ["kept"]);
+    }
 }
