@@ -39,6 +39,11 @@ case "$profile" in
   *) echo "package: --profile must be release or dev, not '$profile'" >&2; exit 2 ;;
 esac
 
+for tool in cargo dpkg-deb readelf strip aarch64-linux-gnu-strip arm-linux-gnueabihf-strip; do
+  command -v "$tool" >/dev/null ||
+    { echo "package: $tool not found; scripts/setup.sh installs what is needed" >&2; exit 1; }
+done
+
 version=$(awk '
   /^\[/ { in_section = ($0 == "[workspace.package]") }
   in_section && $1 == "version" { gsub(/"/, "", $3); print $3; exit }
