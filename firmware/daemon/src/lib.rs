@@ -36,6 +36,7 @@ pub mod gpio;
 pub mod ingest;
 pub mod media;
 pub mod mux;
+pub mod notify;
 pub mod publish;
 pub mod record;
 pub mod shutdown;
