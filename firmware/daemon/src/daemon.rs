@@ -385,6 +385,12 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), DaemonError> 
         });
     }
 
+    // Cameras (and listeners) are started: tell systemd (Type=notify) and feed its watchdog
+    // until the service value drops, after the last camera closed.
+    let _service = crate::notify::Service::ready_from_env(
+        &format!("recording {} camera(s)", config.camera.len()),
+        shutdown.clone(),
+    );
     let mut first_error = None;
     while let Some(joined) = tasks.join_next().await {
         match joined {

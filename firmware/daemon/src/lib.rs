@@ -37,6 +37,7 @@ pub mod health;
 pub mod ingest;
 pub mod media;
 pub mod mux;
+pub mod notify;
 pub mod publish;
 pub mod record;
 pub mod shutdown;
