@@ -33,6 +33,7 @@
 #   --work-dir DIR      clip cache, stores, logs and results (default /tmp/edgenvr-bench)
 #   --keep              keep the recordings (default: only logs and results are kept)
 # EDGENVR_BIN=PATH uses that binary instead of building `cargo build --release -p edgenvr`.
+# MOUNT_OPTIONS=OPTS mounts both loop file systems with them (e.g. noatime,lazytime,commit=60).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -207,12 +208,12 @@ if [ "$DO_LOOP" = 1 ]; then
     mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "${DEV[$who]}"
     MNT[$who]=$loopdir/mnt-$who
     mkdir -p "${MNT[$who]}"
-    mount ${MOUNT_OPTS:+-o "$MOUNT_OPTS"} "${DEV[$who]}" "${MNT[$who]}"
+    mount ${MOUNT_OPTIONS:+-o "$MOUNT_OPTIONS"} "${DEV[$who]}" "${MNT[$who]}"
     MOUNTS+=("${MNT[$who]}")
   done
   stat_of() { sync; $HELPER disk-stat "$(basename "${DEV[$1]}")" "$loopdir/$2"; }
 
-  echo "== loop devices: edgenvr on ${DEV[edgenvr]}, ffmpeg on ${DEV[ffmpeg]} (ext4, ${image_mib} MiB, mount options: ${MOUNT_OPTS:-defaults})"
+  echo "== loop devices: edgenvr on ${DEV[edgenvr]}, ffmpeg on ${DEV[ffmpeg]} (ext4, ${image_mib} MiB, mount options: ${MOUNT_OPTIONS:-defaults})"
   stat_of edgenvr provision-before.json
   "$BIN" store init "${MNT[edgenvr]}/store" --size "${store_mib}MiB" >"$loopdir/logs/store-init.log" 2>&1 ||
     die "store init failed: $(tail -3 "$loopdir/logs/store-init.log")"
@@ -243,7 +244,8 @@ if [ "$DO_LOOP" = 1 ]; then
  "ffmpeg": {"label": "ffmpeg -f segment -segment_wrap $FFMPEG_WRAP", "before": $(j ffmpeg-before.json),
             "after": $(j ffmpeg-after.json), "video": $(j ffmpeg-video.json)},
  "provisioning": {"size": "${store_mib}MiB", "before": $(j provision-before.json),
-                  "after": $(j provision-after.json)}}
+                  "after": $(j provision-after.json)},
+ "measure": $(j measure.json)}
 EOF
   LOOP_RESULT=$loopdir/loop.json
   cleanup_loops() {
