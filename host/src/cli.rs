@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use crate::client::with_default_port;
+use crate::mqtt_watch::watch_mqtt;
 use crate::watch::{state, watch, WatchError, WatchOutput};
 
 /// nvrctl: watch an edgenvr box's state live and pull clips from it.
@@ -35,7 +36,11 @@ pub enum Command {
     /// with --json. Reconnects on its own.
     Watch {
         /// The box's state port, HOST[:PORT] (default port 7420).
-        target: String,
+        #[arg(required_unless_present = "mqtt", conflicts_with = "mqtt")]
+        target: Option<String>,
+        /// Every box on an MQTT broker instead: mqtt://broker[:port].
+        #[arg(long, value_name = "URL")]
+        mqtt: Option<String>,
         /// JSON lines even on a terminal.
         #[arg(long)]
         json: bool,
@@ -72,16 +77,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 other => other.with_context(|| format!("state of {target}")),
             }
         }
-        Command::Watch { target, json } => {
-            let target = with_default_port(&target);
+        Command::Watch { target, mqtt, json } => {
             let output = if json || !io::stdout().is_terminal() {
                 WatchOutput::JsonLines
             } else {
                 WatchOutput::Table
             };
             let mut stderr = io::stderr();
-            watch(&target, output, &mut stdout, &mut stderr)
-                .with_context(|| format!("watching {target}"))
+            match (mqtt, target) {
+                (Some(url), _) => watch_mqtt(&url, output, &mut stdout, &mut stderr)
+                    .with_context(|| format!("watching {url}")),
+                (None, Some(target)) => {
+                    let target = with_default_port(&target);
+                    watch(&target, output, &mut stdout, &mut stderr)
+                        .with_context(|| format!("watching {target}"))
+                }
+                (None, None) => anyhow::bail!("watch needs HOST[:PORT] or --mqtt URL"),
+            }
         }
         Command::Decode { file } => {
             let mut input: Box<dyn io::Read> = match &file {

@@ -183,6 +183,17 @@ impl StateView {
         Ok(updates)
     }
 
+    /// The sequence number the next frame must have (`None`: any, as at the start of a session).
+    pub fn expected_seq(&self) -> Option<u32> {
+        self.next_seq
+    }
+
+    /// Sets the sequence number the next frame must have: `None` starts a new session (an MQTT
+    /// retained message carries its own session), `Some` continues one.
+    pub fn expect_seq(&mut self, next: Option<u32>) {
+        self.next_seq = next;
+    }
+
     /// The name of sensor `id`, or `#id` if the catalog does not have it.
     pub fn name_of(&self, id: u32) -> String {
         self.sensors

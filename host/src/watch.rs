@@ -31,6 +31,9 @@ pub enum WatchError {
     /// Talking to the box failed (only `state` gives up on this).
     #[error(transparent)]
     Client(#[from] ClientError),
+    /// An argument cannot be used (e.g. a broker URL).
+    #[error("{0}")]
+    Invalid(String),
     /// Writing the output failed (other than a closed pipe).
     #[error("cannot write output: {0}")]
     Output(io::Error),
@@ -68,7 +71,9 @@ pub fn watch(
                     Err(WatchError::Output(error)) if error.kind() == io::ErrorKind::BrokenPipe => {
                         return Ok(())
                     }
-                    Err(WatchError::Output(error)) => return Err(WatchError::Output(error)),
+                    Err(error @ (WatchError::Output(_) | WatchError::Invalid(_))) => {
+                        return Err(error)
+                    }
                     Err(WatchError::Client(error)) => {
                         if connection.view().snapshot_complete {
                             // The session worked: this is a new outage, not the same one.
@@ -163,4 +168,47 @@ pub fn render_table(view: &StateView) -> String {
         text.push('\n');
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use edgenvr_proto::Role;
+
+    use super::*;
+    use crate::view::{Sensor, SensorKind, SensorValue};
+
+    #[test]
+    fn the_table_is_aligned_and_shows_units() {
+        let mut view = StateView::default();
+        view.box_name = Some("garage".into());
+        view.sensors.insert(
+            0,
+            Sensor {
+                id: 0,
+                name: "front_door_pir".into(),
+                kind: SensorKind::Binary,
+                role: Role::Sensor,
+                value: Some((SensorValue::Binary(true), 0)),
+            },
+        );
+        view.sensors.insert(
+            1,
+            Sensor {
+                id: 1,
+                name: "temp".into(),
+                kind: SensorKind::Scalar { unit: "°C".into() },
+                role: Role::Health,
+                value: None,
+            },
+        );
+        let table = render_table(&view);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines[0], "box garage: 2 sensors");
+        assert_eq!(lines[1], "SENSOR          ROLE    VALUE   SINCE");
+        assert_eq!(
+            lines[2],
+            "front_door_pir  sensor  active  1970-01-01T00:00:00.000Z"
+        );
+        assert_eq!(lines[3], "temp            health  -       -");
+    }
 }

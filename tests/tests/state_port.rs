@@ -309,3 +309,47 @@ async fn connections_beyond_the_limit_are_closed_and_slots_come_back() {
     assert!(served.is_ok());
     the_box.shut_down().await;
 }
+
+#[tokio::test]
+async fn a_client_that_never_reads_is_dropped_and_frees_its_slot() {
+    let mut config = TcpStateConfig::new("garage");
+    config.max_clients = 1;
+    config.write_timeout = Duration::from_millis(300);
+    let the_box = start_box(config).await;
+    // Large values make every snapshot ~1.8 MB, so the stalled client's socket buffers (a few
+    // MB on loopback) fill after a few resynchronisations.
+    let plates: Vec<SensorId> = (0..2_000)
+        .map(|n| {
+            let spec = SensorSpec::complex(format!("plate_{n}"), Role::Sensor);
+            the_box.bus.register(spec).unwrap()
+        })
+        .collect();
+    let never_reads = TcpStream::connect(the_box.addr).await.unwrap();
+
+    let served = tokio::time::timeout(GIVE_UP, async {
+        for round in 0u32.. {
+            // More changes than the bus keeps: the stalled client is sent a fresh snapshot.
+            let value: Arc<[u8]> = vec![(round % 251) as u8 + 1; 900].into();
+            for id in &plates {
+                the_box
+                    .bus
+                    .set_now(*id, SensorValue::Complex(value.clone()))
+                    .unwrap();
+            }
+            // The only slot is taken until the box gives up on the stalled client.
+            let mut probe = TcpStream::connect(the_box.addr).await.unwrap();
+            let mut byte = [0u8; 1];
+            if let Ok(Ok(_)) =
+                tokio::time::timeout(Duration::from_secs(1), probe.read_exact(&mut byte)).await
+            {
+                return round;
+            }
+        }
+        unreachable!("rounds are unbounded")
+    })
+    .await
+    .expect("the stalled client is dropped");
+    assert!(served > 0, "the slot was taken at first");
+    drop(never_reads);
+    the_box.shut_down().await;
+}

@@ -11,8 +11,9 @@
 //!    as the HC-SR501 fire falsely for about a minute after power-on. After warm-up, motion is only
 //!    counted once the input has been seen inactive, so a false trigger that is still being held
 //!    by the module when warm-up ends does not count either.
-//! 3. **Hold/retrigger.** Motion stays on while the input is active and for `hold_ms` after it goes
-//!    inactive; activity within the hold time extends it (no new change is emitted).
+//! 3. **Hold/retrigger.** Motion stays on while the input is active and for `hold_ms` after its
+//!    inactive level counts (so `debounce_ms + hold_ms` after the last activity); activity within
+//!    the hold time extends it (no new change is emitted).
 //!
 //! The driver never blocks or sleeps; [`Pir::next_deadline_ms`] says when a poll is next due
 //! without an edge (debounce settling, hold expiry, warm-up end).
@@ -331,6 +332,40 @@ mod tests {
         assert_eq!(pir.poll(1150).unwrap(), Some(Cleared));
         assert_eq!(pir.next_deadline_ms(1150), None);
         assert!(!pir.is_triggered());
+        pir.release().done();
+    }
+
+    /// Runs a future that is ready at once (the mock pin's waits are), without an executor.
+    fn ready<F: core::future::Future>(future: F) -> F::Output {
+        let mut future = core::pin::pin!(future);
+        let mut context = core::task::Context::from_waker(core::task::Waker::noop());
+        match future.as_mut().poll(&mut context) {
+            core::task::Poll::Ready(output) => output,
+            core::task::Poll::Pending => panic!("the mock pin's wait should be ready"),
+        }
+    }
+
+    #[test]
+    fn an_async_loop_waits_for_edges_and_polls_at_the_deadline() {
+        use embedded_hal_mock::eh1::digital::Edge;
+        let pin = Mock::new(&[
+            Transaction::get(Low),
+            Transaction::wait_for_edge(Edge::Any),
+            Transaction::get(High),
+            // No edge before the debounce deadline: the caller's timer fires and it polls.
+            Transaction::get(High),
+        ]);
+        let mut pir = Pir::new(pin, QUIET, 0);
+        assert_eq!(pir.poll(0).unwrap(), None);
+        assert_eq!(
+            pir.next_deadline_ms(0),
+            None,
+            "nothing pending: only an edge can help"
+        );
+        ready(pir.wait_for_edge()).unwrap();
+        assert_eq!(pir.poll(500).unwrap(), None);
+        assert_eq!(pir.next_deadline_ms(500), Some(550));
+        assert_eq!(pir.poll(550).unwrap(), Some(Triggered));
         pir.release().done();
     }
 

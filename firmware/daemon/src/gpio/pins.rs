@@ -73,7 +73,7 @@ impl CdevLine {
         chip: &std::path::Path,
         line: u32,
         pull: Option<Pull>,
-        output: bool,
+        output_high: Option<bool>,
     ) -> Result<Self, String> {
         // Existence first: the kernel's message for a missing chip is a bare ENOENT.
         if !chip.exists() {
@@ -87,11 +87,15 @@ impl CdevLine {
             .on_chip(chip)
             .with_consumer(CONSUMER)
             .with_line(line);
-        match (output, pull) {
-            (true, _) => {
-                builder.as_output(gpiocdev::line::Value::Inactive);
+        match (output_high, pull) {
+            (Some(high), _) => {
+                builder.as_output(if high {
+                    gpiocdev::line::Value::Active
+                } else {
+                    gpiocdev::line::Value::Inactive
+                });
             }
-            (false, bias) => {
+            (None, bias) => {
                 builder.as_input().with_bias(match bias {
                     Some(Pull::Up) => Some(gpiocdev::line::Bias::PullUp),
                     Some(Pull::Down) => Some(gpiocdev::line::Bias::PullDown),
@@ -173,7 +177,7 @@ impl InputBackend {
                     return Err(fail("`chip` and `line` are required".into()));
                 };
                 let path = super::config::chip_path(chip);
-                CdevLine::open(&path, line, Some(config.pull), false)
+                CdevLine::open(&path, line, Some(config.pull), None)
                     .map(InputBackend::Cdev)
                     .map_err(fail)
             }
@@ -289,7 +293,7 @@ pub enum OutputBackend {
 }
 
 impl OutputBackend {
-    /// Opens the pin of one `[[output]]`, initially low (the output driver then sets "off").
+    /// Opens the pin of one `[[output]]`, driven to its "off" level from the start.
     pub fn open(config: &OutputConfig, sim: &SimPins) -> Result<Self, OpenError> {
         let entry = format!("output {:?}", config.name);
         let fail = |reason: String| OpenError {
@@ -308,7 +312,8 @@ impl OutputBackend {
                     return Err(fail("`chip` and `line` are required".into()));
                 };
                 let path = super::config::chip_path(chip);
-                CdevLine::open(&path, line, None, true)
+                // Start at the "off" level so an active-low relay does not click on at start.
+                CdevLine::open(&path, line, None, Some(config.active_low))
                     .map(OutputBackend::Cdev)
                     .map_err(fail)
             }

@@ -62,8 +62,8 @@ pub struct SimPins {
 }
 
 impl SimPins {
-    /// One pin for each `backend = "sim"` sensor and output. Inputs start at their inactive
-    /// level, outputs low (an output driver then drives its own "off" level).
+    /// One pin for each `backend = "sim"` sensor and output. Each starts at its resting level:
+    /// inputs inactive, outputs off (high when `active_low`, as a real output is opened).
     pub fn from_config(sensors: &[SensorConfig], outputs: &[OutputConfig]) -> Self {
         let inputs = sensors
             .iter()
@@ -72,7 +72,7 @@ impl SimPins {
         let outputs = outputs
             .iter()
             .filter(|o| o.backend == Backend::Sim)
-            .map(|o| (o.name.clone(), SimDirection::Output, false));
+            .map(|o| (o.name.clone(), SimDirection::Output, o.active_low));
         let pins = inputs
             .chain(outputs)
             .map(|(name, direction, level_high)| {

@@ -123,6 +123,12 @@ impl SessionEncoder {
         }
     }
 
+    /// Leaves a sequence number unused, so receivers see a gap: frames they should have had
+    /// were never sent (the publisher lost changes and will resend state whole).
+    pub fn skip_frame(&mut self) {
+        self.next_seq = self.next_seq.wrapping_add(1);
+    }
+
     /// Appends a heartbeat.
     pub fn heartbeat(&mut self, time_ms: u64, out: &mut Vec<u8>) {
         self.push(Body::Heartbeat { time_ms }, out);
