@@ -11,8 +11,10 @@
 #    store initialised beforehand so each camera's share holds the whole run), and N processes of
 #        ffmpeg -rtsp_transport tcp -i URL -c:v copy -f segment -segment_time 10 -segment_wrap 10 %d.mp4
 #    for --seconds of real time. CPU seconds (user+sys) and peak RSS of every process come from
-#    wait4() (summed over the ffmpeg processes); the server's CPU over the same window is shown
-#    apart so it is attributed to neither.
+#    wait4() (summed over the ffmpeg processes); beside them, the steady-state CPU rate after a
+#    5 s warm-up (ffmpeg's start-up dominates a short run) and the anonymous RSS before the stop
+#    (without shared libraries). The server's CPU over the same window is shown apart so it is
+#    attributed to neither.
 # 2. Write amplification. Two ext4 loop devices, one per recorder, one camera each, at the same
 #    time for --loop-seconds of real time: `edgenvr record URL --dir STORE` (the store initialised
 #    before the first counter read: provisioning is a one-time cost, reported separately) and the

@@ -3,15 +3,17 @@
 
 Subcommands:
 
-    measure --spec FILE --duration S --out JSON [--n N] [--watch LABEL=PID ...]
+    measure --spec FILE --duration S --out JSON [--n N] [--warmup S] [--watch LABEL=PID ...]
         Starts every process listed in FILE (one per line: GROUP<TAB>STOP<TAB>CWD<TAB>LOG<TAB>
         COMMAND, the command shell-quoted; STOP is `int` for SIGINT or `q` for a "q" on stdin, how
         ffmpeg closes its last segment properly), lets them run for S seconds of real time, samples
         each one's /proc status, stops all of them, and reaps each with wait4(): CPU seconds
         (user + sys) and peak RSS (ru_maxrss) come from the kernel's own accounting of the whole
         process life, start-up and clean close included. A process that has not exited 30 s after
-        SIGINT is killed and marked so. --watch PIDs (the RTSP server) are not children: their CPU
-        is read from /proc/PID/stat at the start and at the end of the window.
+        its stop is killed and marked so. --watch PIDs (the RTSP server) are not children: their CPU
+        is read from /proc/PID/stat at the start and at the end of the window. Every process's
+        /proc/PID/stat CPU is also sampled --warmup seconds in (default 5) and at the end of the
+        window: the steady-state rate, without start-up costs.
 
     disk-stat DEVICE OUT
         Saves the block-layer write counters of /sys/block/DEVICE/stat (fields 5, 7 and 16:
