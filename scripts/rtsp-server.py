@@ -15,6 +15,7 @@ Stdout protocol, one line each, flushed (the test harness reads it):
     port N              once, after binding (port 0 picks a free port)
     frames PATH N       the total access units stamped for PATH so far (across pipeline restarts),
                         printed when it changed, every 200 ms
+    idle PATH N         PATH's pipeline stopped (its last client left) after N frames in total
 With --user/--password, every path requires digest authentication.
 """
 
@@ -53,6 +54,14 @@ class LoopFactory(GstRtspServer.RTSPMediaFactory):
         self.counters = counters
         self.counters[path] = 0
         self.set_shared(True)
+        self.connect("media-configure", self.on_media_configure)
+
+    def on_media_configure(self, _factory, media):
+        def idle(_media):
+            print(f"frames {self.rtsp_path} {self.counters[self.rtsp_path]}", flush=True)
+            print(f"idle {self.rtsp_path} {self.counters[self.rtsp_path]}", flush=True)
+
+        media.connect("unprepared", idle)
 
     def do_create_element(self, url):
         # A fresh pipeline (a new client after the previous one left) restarts its timestamps.

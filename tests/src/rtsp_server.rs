@@ -1,6 +1,6 @@
 //! The test RTSP camera: `scripts/rtsp-server.py` (gst-rtsp-server under /usr/bin/python3)
 //! serving looped clips on a free port, with optional digest auth. Reads the server's stdout
-//! protocol (`port N`, `frames PATH N`) on a thread so tests can wait for events.
+//! protocol (`port N`, `frames PATH N`, `idle PATH N`) on a thread so tests can wait for events.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -19,6 +19,8 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 struct Reports {
     port: Option<u16>,
     frames: HashMap<String, u64>,
+    /// Per path, the frame total at each time its pipeline went idle (last client left).
+    idle: HashMap<String, Vec<u64>>,
     exited: bool,
 }
 
@@ -84,6 +86,11 @@ impl RtspServer {
                     ["frames", path, n] => {
                         if let Ok(n) = n.parse() {
                             r.frames.insert((*path).to_owned(), n);
+                        }
+                    }
+                    ["idle", path, n] => {
+                        if let Ok(n) = n.parse() {
+                            r.idle.entry((*path).to_owned()).or_default().push(n);
                         }
                     }
                     _ => {}
@@ -156,6 +163,19 @@ impl RtspServer {
     pub fn wait_frames(&self, path: &str, n: u64, timeout: Duration) -> anyhow::Result<u64> {
         self.wait_for(timeout, |r| r.frames.get(path).copied().filter(|&f| f >= n))?
             .ok_or_else(|| anyhow::anyhow!("rtsp-server exited"))
+    }
+
+    /// Waits until `path`'s pipeline has gone idle `times` times (its last client left) and
+    /// returns the frames stamped for it in total by then: what the server sent to its clients
+    /// (give or take the few frames queued in the pipeline).
+    pub fn wait_idle(&self, path: &str, times: usize, timeout: Duration) -> anyhow::Result<u64> {
+        self.wait_for(timeout, |r| {
+            r.idle
+                .get(path)
+                .and_then(|totals| totals.get(times.checked_sub(1)?))
+                .copied()
+        })?
+        .ok_or_else(|| anyhow::anyhow!("rtsp-server exited"))
     }
 
     /// Kills the server at once (SIGKILL), as a crashing camera would vanish.

@@ -1,0 +1,79 @@
+//! `edgenvr record` against a real gst-rtsp-server, H.264 and H.265 side by side (one 25 s wait
+//! for both): with `--segment 10s` every segment plays in ffprobe without an error, and the
+//! frames across segments match what the server sent within one GOP.
+
+use std::time::Duration;
+
+use edgenvr_tests::bins;
+use edgenvr_tests::clips::{make_clip, Codec, GOP_FRAMES};
+use edgenvr_tests::ffprobe::video_codec_name;
+use edgenvr_tests::process::Process;
+use edgenvr_tests::recording::playable_segments;
+use edgenvr_tests::rtsp_server::RtspServer;
+
+/// The recording length the issue asks for.
+const RECORD_FOR: Duration = Duration::from_secs(25);
+/// Generous bound for start-up and shutdown steps on a loaded 2-core machine.
+const STEP_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[test]
+fn twenty_five_seconds_in_ten_second_segments_h264_and_h265() -> anyhow::Result<()> {
+    let edgenvr = bins::edgenvr()?;
+    let work = tempfile::tempdir()?;
+    let h264 = make_clip(work.path(), Codec::H264, 4)?;
+    let h265 = make_clip(work.path(), Codec::H265, 4)?;
+    let server = RtspServer::start(&[("/h264", &h264), ("/h265", &h265)], None)?;
+
+    let mut recorders = Vec::new();
+    for codec in [Codec::H264, Codec::H265] {
+        let dir = work.path().join(codec.extension());
+        std::fs::create_dir(&dir)?;
+        let url = server.url(&format!("/{}", codec.extension()), None);
+        let args = [
+            "record",
+            url.as_str(),
+            "--dir",
+            dir.to_str().unwrap_or_default(),
+            "--segment",
+            "10s",
+            "--wrap",
+            "8",
+            "--name",
+            codec.extension(),
+        ];
+        let process = Process::spawn(&edgenvr, &args, &[])?;
+        recorders.push((codec, dir, process));
+    }
+    for (_, _, process) in &recorders {
+        process.wait_for_line("streaming", STEP_TIMEOUT)?;
+    }
+    // The recording itself: a legitimate wait.
+    std::thread::sleep(RECORD_FOR);
+    for (_, _, process) in &mut recorders {
+        let status = process.terminate(STEP_TIMEOUT)?;
+        assert!(status.success(), "record exits 0 after SIGTERM: {status}");
+    }
+
+    for (codec, dir, _) in &recorders {
+        let path = format!("/{}", codec.extension());
+        let sent = server.wait_idle(&path, 1, STEP_TIMEOUT)?;
+        let segments = playable_segments(dir)?;
+        // 25 s in 10 s segments: two full ones and the rest.
+        assert_eq!(segments.len(), 3, "{codec:?}: {segments:?}");
+        let recorded: u64 = segments.iter().map(|s| s.frames).sum();
+        eprintln!("{codec:?}: server sent {sent} frames, segments hold {recorded}");
+        assert!(
+            recorded.abs_diff(sent) <= u64::from(GOP_FRAMES),
+            "{codec:?}: recorded {recorded} frames, server sent {sent}"
+        );
+        for segment in &segments {
+            assert_eq!(video_codec_name(&segment.path)?, codec.ffprobe_name());
+        }
+        // Whole segments hold 10 s of 1 s GOPs.
+        for segment in &segments[..2] {
+            assert_eq!(segment.fragments, 10, "{codec:?}: {segment:?}");
+            assert_eq!(segment.frames, 10 * u64::from(GOP_FRAMES), "{segment:?}");
+        }
+    }
+    Ok(())
+}
