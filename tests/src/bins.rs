@@ -1,13 +1,15 @@
 //! Locating the workspace's binaries for end-to-end tests. `CARGO_BIN_EXE_*` is only set for the
-//! package that defines a binary, so this crate finds them in the shared target directory and
-//! builds them (`cargo build --bins -p PACKAGE`) when they are missing.
+//! package that defines a binary, so this crate runs `cargo build --bins -p PACKAGE` once per test
+//! process (a quick no-op when `scripts/test.sh` built them already, and never a stale binary)
+//! and finds them in the shared target directory.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
 
-/// Serialises builds: tests in one binary run in parallel threads.
-static BUILD_LOCK: Mutex<()> = Mutex::new(());
+/// Packages built by this test process; the lock also serialises builds between test threads.
+static BUILT: Mutex<Option<HashSet<String>>> = Mutex::new(None);
 
 /// The workspace root (the parent of this crate).
 pub fn workspace_root() -> PathBuf {
@@ -25,18 +27,20 @@ pub fn target_dir() -> PathBuf {
         .join("debug")
 }
 
-/// Path of binary `name` from `package`, built first when missing.
+/// Path of binary `name` from `package`, built (once per test process) first.
 pub fn binary(package: &str, name: &str) -> anyhow::Result<PathBuf> {
-    let path = target_dir().join(name);
-    let _guard = BUILD_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    if !path.exists() {
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    let built = built.get_or_insert_with(HashSet::new);
+    if !built.contains(package) {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = Command::new(cargo)
             .current_dir(workspace_root())
-            .args(["build", "--bins", "-p", package])
+            .args(["build", "--quiet", "--bins", "-p", package])
             .status()?;
         anyhow::ensure!(status.success(), "cargo build -p {package} failed");
+        built.insert(package.to_owned());
     }
+    let path = target_dir().join(name);
     anyhow::ensure!(path.exists(), "{} missing after building", path.display());
     Ok(path)
 }
