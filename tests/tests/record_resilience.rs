@@ -76,6 +76,29 @@ fn reconnects_after_the_server_restarts_and_the_gap_is_listed() -> anyhow::Resul
 }
 
 #[test]
+fn a_camera_that_hangs_with_the_connection_open_is_detected_and_reconnected() -> anyhow::Result<()>
+{
+    let edgenvr = bins::edgenvr()?;
+    let work = tempfile::tempdir()?;
+    let clip = make_clip(work.path(), Codec::H264, 2)?;
+    let server = RtspServer::start(&[("/cam", &clip)], None)?;
+    let dir = work.path().join("store");
+    std::fs::create_dir(&dir)?;
+    let mut recorder = start_recorder(&edgenvr, &server.url("/cam", None), &dir)?;
+    recorder.wait_for_line("streaming", STEP_TIMEOUT)?;
+    server.wait_frames("/cam", SOME_FRAMES, STEP_TIMEOUT)?;
+    // Frozen: the TCP connection stays up, no frame comes (where the ffmpeg one-liner hangs).
+    server.signal("STOP")?;
+    recorder.wait_for_line("treating the stream as dead", STEP_TIMEOUT)?;
+    server.signal("CONT")?;
+    recorder.wait_for_lines("streaming", 2, STEP_TIMEOUT)?;
+    let status = recorder.terminate(STEP_TIMEOUT)?;
+    assert!(status.success(), "{status}");
+    playable_segments(&dir)?;
+    Ok(())
+}
+
+#[test]
 fn sigkill_mid_segment_keeps_every_completed_fragment() -> anyhow::Result<()> {
     let edgenvr = bins::edgenvr()?;
     let work = tempfile::tempdir()?;

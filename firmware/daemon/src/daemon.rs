@@ -117,6 +117,14 @@ pub async fn record(request: RecordRequest, shutdown: Shutdown) -> Result<(), Da
         request.password.as_deref(),
         request.transport,
     )?;
+    if request.password.is_none()
+        && url::Url::parse(&request.url).is_ok_and(|u| u.password().is_some())
+    {
+        tracing::warn!(
+            "the camera password in the URL is visible to every user in `ps`; \
+             EDGENVR_RTSP_PASSWORD keeps it private"
+        );
+    }
     let init = match (request.max_bytes, request.wrap) {
         (Some(size_bytes), wrap) => Some(InitOptions {
             size_bytes,
