@@ -56,3 +56,26 @@ pub fn video_codec_name(path: &Path) -> anyhow::Result<String> {
     ensure!(output.status.success(), "ffprobe {} failed", path.display());
     Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }
+
+/// Packets ffprobe counts in stream `selector` (e.g. `a:0`) of `path`; fails on any error.
+pub fn count_packets(path: &Path, selector: &str) -> anyhow::Result<u64> {
+    let output = Command::new("ffprobe")
+        .args(["-v", "error", "-count_packets", "-select_streams", selector])
+        .args(["-show_entries", "stream=nb_read_packets", "-of", "csv=p=0"])
+        .arg(path)
+        .output()
+        .context("running ffprobe")?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    ensure!(
+        output.status.success() && stderr.trim().is_empty(),
+        "ffprobe {}: status {}, errors: {stderr}",
+        path.display(),
+        output.status
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    stdout
+        .trim()
+        .trim_end_matches(',')
+        .parse()
+        .with_context(|| format!("ffprobe {}: unexpected output {stdout:?}", path.display()))
+}

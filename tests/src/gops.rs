@@ -58,3 +58,34 @@ pub fn gops(stream: &TestStream, first_pts_90k: i64, first_wall_ms: i64) -> Vec<
     }
     gops
 }
+
+/// Adds `audio` to `gops` (built by [`gops`] from media time `first_pts_90k`): the stream
+/// parameters gain the AAC track, and each audio frame goes into the GOP whose video time span
+/// holds its start (audio and video both start at the first GOP).
+pub fn add_audio(gops: &mut [Gop], audio: &crate::aac::AacStream, first_pts_90k: i64) {
+    let Some(first) = gops.first() else { return };
+    let mut params = (*first.params).clone();
+    params.audio = Some(edgenvr::media::AudioParams {
+        sample_rate: audio.sample_rate,
+        channels: audio.channels,
+        audio_specific_config: Bytes::from(audio.audio_specific_config.clone()),
+    });
+    let params = Arc::new(params);
+    let samples_per_frame = 1024i64;
+    for (n, frame) in audio.frames.iter().enumerate() {
+        let pts = n as i64 * samples_per_frame;
+        let at_90k = first_pts_90k + pts * 90_000 / i64::from(audio.sample_rate);
+        let target = gops
+            .iter()
+            .rposition(|gop| gop.frames.first().is_some_and(|f| f.pts_90k <= at_90k));
+        if let Some(gop) = target.and_then(|index| gops.get_mut(index)) {
+            gop.audio.push(edgenvr::media::AudioFrame {
+                pts,
+                data: Bytes::from(frame.clone()),
+            });
+        }
+    }
+    for gop in gops.iter_mut() {
+        gop.params = Arc::clone(&params);
+    }
+}

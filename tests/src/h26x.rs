@@ -72,11 +72,12 @@ pub fn encode_test_stream(dir: &Path, codec: Codec, seconds: u32) -> anyhow::Res
     };
     let path = dir.join(name);
     let status = Command::new("ffmpeg")
-        .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
+        .args(["-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i"])
         .arg("testsrc=size=320x240:rate=25")
         .args(["-t", &seconds.to_string(), "-pix_fmt", "yuv420p"])
         .args(codec_args)
         .arg(&path)
+        .stdin(std::process::Stdio::null())
         .status()
         .context("running ffmpeg")?;
     ensure!(

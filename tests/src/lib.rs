@@ -1,6 +1,7 @@
 //! Shared harness for edgenvr's end-to-end tests: locating the built binaries, starting real
 //! servers (gst-rtsp-server, mosquitto) on free ports, and checking files with ffprobe.
 
+pub mod aac;
 pub mod bins;
 pub mod clips;
 pub mod ffprobe;

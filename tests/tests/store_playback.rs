@@ -101,3 +101,47 @@ fn h264_segments_play_in_ffprobe() {
 fn h265_segments_play_in_ffprobe() {
     record_and_check(Codec::H265, "hevc");
 }
+
+#[test]
+fn h264_with_aac_audio_plays_both_tracks() {
+    let work = tempfile::tempdir().unwrap();
+    let video = encode_test_stream(work.path(), Codec::H264, 4).unwrap();
+    let audio = edgenvr_tests::aac::encode_test_audio(work.path(), 4).unwrap();
+    let mut gops = gops(&video, 0, WALL_START_MS);
+    edgenvr_tests::gops::add_audio(&mut gops, &audio, 0);
+    let audio_frames: usize = gops.iter().map(|g| g.audio.len()).sum();
+    assert!(
+        audio_frames > 150,
+        "4 s of 48 kHz AAC: {audio_frames} frames"
+    );
+
+    let dir = work.path().join("store");
+    init_store(
+        &dir,
+        &InitOptions {
+            size_bytes: 4 << 20,
+            slot_bytes: Some(1 << 20),
+            slot_count: None,
+        },
+        &mut |_| {},
+    )
+    .unwrap();
+    let store = Store::open(&dir).unwrap();
+    let mut writer = store
+        .camera_writer("front", WriterOptions::default())
+        .unwrap();
+    for gop in &gops {
+        writer.append(gop).unwrap();
+    }
+    writer.close().unwrap();
+    let segments = store.segments();
+    assert_eq!(segments.len(), 1);
+    assert!(segments[0].has_audio);
+    let path = &segments[0].path;
+    assert_eq!(count_video_frames(path).unwrap(), 100);
+    assert_eq!(
+        edgenvr_tests::ffprobe::count_packets(path, "a:0").unwrap(),
+        audio_frames as u64
+    );
+    assert_eq!(decode_errors(path).unwrap(), "");
+}

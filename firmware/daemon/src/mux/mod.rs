@@ -57,3 +57,6 @@ pub enum MuxError {
     #[error("stream parameter out of range: {0}")]
     BadParams(&'static str),
 }
+
+#[cfg(test)]
+mod tests;

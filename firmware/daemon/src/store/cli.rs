@@ -179,6 +179,20 @@ pub fn run(
                         human_bytes(range.bytes)
                     )?;
                 }
+                for event in &camera.events {
+                    writeln!(
+                        out,
+                        "  event {} .. {}  sensors: {}  video {} .. {} ({})",
+                        format_wall_ms(event.start_wall_ms),
+                        event
+                            .end_wall_ms
+                            .map_or_else(|| "(no end recorded)".to_owned(), format_wall_ms),
+                        event.sensors.join(", "),
+                        format_wall_ms(event.video_start_wall_ms),
+                        format_wall_ms(event.video_end_wall_ms),
+                        human_duration_90k(event.media_duration_90k)
+                    )?;
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -14,7 +14,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crc::{Crc, CRC_32_ISCSI};
+use crc::{Crc, Table, CRC_32_ISCSI};
 
 use crate::media::VideoCodec;
 use crate::mux::boxes::{put_free_box_header, put_u16, put_u32, put_u64, put_u8, put_zeros};
@@ -46,8 +46,9 @@ const SLOT_HEADER_CHECKED_BYTES: usize = 248;
 /// Bytes of the fragment header payload covered by its checksum (the checksum follows them).
 const FRAGMENT_HEADER_CHECKED_BYTES: usize = 60;
 
-/// CRC-32C (Castagnoli), the checksum of headers, init segments and fragments.
-pub const CRC32C: Crc<u32> = Crc::<u32>::new(&CRC_32_ISCSI);
+/// CRC-32C (Castagnoli), the checksum of headers, init segments and fragments. Slice-by-16
+/// tables (16 KiB, a `static` so it exists once): every byte of video passes through it.
+pub static CRC32C: Crc<u32, Table<16>> = Crc::<u32, Table<16>>::new(&CRC_32_ISCSI);
 
 /// The state an init left the store in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -202,7 +203,7 @@ impl SlotHeader {
         put_zeros(buf, SLOT_HEADER_CHECKED_BYTES - (buf.len() - payload_start));
         let crc = CRC32C.checksum(&buf[payload_start..]);
         put_u32(buf, crc);
-        // Bytes 256..4088 of the payload are reserved for event metadata (zero for now).
+        // The rest of the page up to EVENT_REGION_OFFSET stays zero; the event region follows.
         put_zeros(buf, SLOT_HEADER_BYTES as usize - (buf.len() - start));
     }
 
@@ -285,6 +286,62 @@ impl SlotHeader {
             lifetime_syncs_before,
             laps_before,
         })
+    }
+}
+
+/// Where a slot's event metadata starts: the second 512-byte sector of the header page, so
+/// rewriting it (when an event starts or ends during a segment) can never tear the first sector,
+/// which holds the segment header itself.
+pub const EVENT_REGION_OFFSET: u64 = 512;
+/// Bytes available for event metadata.
+pub const EVENT_REGION_BYTES: usize = (SLOT_HEADER_BYTES - EVENT_REGION_OFFSET) as usize;
+const EVENT_MAGIC: &[u8; 4] = b"EVEV";
+/// Magic, length (u16) and CRC-32C (u32) before the JSON.
+const EVENT_PREFIX_BYTES: usize = 10;
+
+/// What an event segment records: written into the slot's event region.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct EventInfo {
+    /// When the event started (first trigger), Unix ms. Segments of one event share it.
+    pub start_wall_ms: i64,
+    /// When it ended (post-roll over), Unix ms; `None` while it lasts or if the recorder stopped.
+    pub end_wall_ms: Option<i64>,
+    /// Names of the sensors that triggered it.
+    pub sensors: Vec<String>,
+}
+
+impl EventInfo {
+    /// The event region bytes (at most [`EVENT_REGION_BYTES`]): magic, length, CRC-32C, JSON.
+    /// Sensor names are dropped from the end if the JSON would not fit.
+    pub fn encode_region(&self) -> Vec<u8> {
+        let mut event = self.clone();
+        let mut json = serde_json::to_vec(&event).unwrap_or_default();
+        while json.len() + EVENT_PREFIX_BYTES > EVENT_REGION_BYTES && event.sensors.pop().is_some()
+        {
+            json = serde_json::to_vec(&event).unwrap_or_default();
+        }
+        let mut region = Vec::with_capacity(json.len() + EVENT_PREFIX_BYTES);
+        region.extend_from_slice(EVENT_MAGIC);
+        put_u16(&mut region, json.len() as u16);
+        put_u32(&mut region, CRC32C.checksum(&json));
+        region.extend_from_slice(&json);
+        region
+    }
+
+    /// Decodes the event region (the header page from [`EVENT_REGION_OFFSET`]); `None` when it
+    /// holds no intact event.
+    pub fn decode_region(region: &[u8]) -> Option<EventInfo> {
+        let mut r = Reader::new(region);
+        if r.take(4)? != EVENT_MAGIC {
+            return None;
+        }
+        let len = usize::from(r.u16()?);
+        let crc = r.u32()?;
+        let json = r.take(len)?;
+        if CRC32C.checksum(json) != crc {
+            return None;
+        }
+        serde_json::from_slice(json).ok()
     }
 }
 
@@ -494,6 +551,30 @@ mod tests {
         assert!(is_tail_cover(&buf, 1000));
         assert!(!is_tail_cover(&buf, 1001));
         assert!(FragmentHeader::decode(&buf).is_none());
+    }
+
+    #[test]
+    fn event_region_round_trips_and_rejects_damage() {
+        let event = EventInfo {
+            start_wall_ms: 1_700_000_000_000,
+            end_wall_ms: None,
+            sensors: vec!["pir-door".into(), "pir-yard".into()],
+        };
+        let mut region = event.encode_region();
+        assert_eq!(&region[..4], b"EVEV");
+        assert_eq!(EventInfo::decode_region(&region), Some(event));
+        let last = region.len() - 1;
+        region[last] ^= 1;
+        assert_eq!(EventInfo::decode_region(&region), None);
+        assert_eq!(EventInfo::decode_region(&[0u8; 100]), None);
+        let crowded = EventInfo {
+            start_wall_ms: 0,
+            end_wall_ms: Some(1),
+            sensors: vec!["x".repeat(100); 100],
+        };
+        let region = crowded.encode_region();
+        assert!(region.len() <= EVENT_REGION_BYTES);
+        assert!(EventInfo::decode_region(&region).is_some());
     }
 
     #[test]

@@ -26,6 +26,28 @@ pub struct CameraRecordings {
     pub camera: String,
     /// Continuous stretches, in recording order.
     pub ranges: Vec<RecordingRange>,
+    /// Recorded events, in recording order.
+    pub events: Vec<EventRecording>,
+}
+
+/// An event and the video kept of it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct EventRecording {
+    /// When the event started, Unix ms (from the event metadata).
+    pub start_wall_ms: i64,
+    /// When it ended, Unix ms; `None` if the end was never recorded (still running, or the
+    /// recorder stopped first).
+    pub end_wall_ms: Option<i64>,
+    /// The sensors that triggered it.
+    pub sensors: Vec<String>,
+    /// Wall-clock time of the first frame kept (earlier than `start_wall_ms` by the pre-roll).
+    pub video_start_wall_ms: i64,
+    /// Wall-clock end of the last frame kept.
+    pub video_end_wall_ms: i64,
+    /// Media duration of the video kept, 90 kHz.
+    pub media_duration_90k: u64,
+    /// Segment ids holding it.
+    pub segment_ids: Vec<u64>,
 }
 
 /// A stretch of video without gaps.
@@ -67,9 +89,45 @@ pub fn recordings(segments: &[SegmentInfo]) -> Vec<CameraRecordings> {
             CameraRecordings {
                 camera: camera.to_owned(),
                 ranges: ranges(&segments),
+                events: events(&segments),
             }
         })
         .collect()
+}
+
+/// Event segments of one camera (in recording order) grouped by the event they belong to.
+fn events(segments: &[&SegmentInfo]) -> Vec<EventRecording> {
+    let mut events: Vec<EventRecording> = Vec::new();
+    for segment in segments {
+        let Some(event) = &segment.event else {
+            continue;
+        };
+        let (Some(first), Some(last)) = (segment.fragments.first(), segment.fragments.last())
+        else {
+            continue;
+        };
+        let video_end = last
+            .wall_ms
+            .saturating_add(i64::from(last.duration_90k) * 1000 / i64::from(TIMESCALE_90K));
+        match events.last_mut() {
+            Some(current) if current.start_wall_ms == event.start_wall_ms => {
+                current.end_wall_ms = event.end_wall_ms.or(current.end_wall_ms);
+                current.video_end_wall_ms = video_end;
+                current.media_duration_90k += segment.media_duration_90k();
+                current.segment_ids.push(segment.segment_id);
+            }
+            _ => events.push(EventRecording {
+                start_wall_ms: event.start_wall_ms,
+                end_wall_ms: event.end_wall_ms,
+                sensors: event.sensors.clone(),
+                video_start_wall_ms: first.wall_ms,
+                video_end_wall_ms: video_end,
+                media_duration_90k: segment.media_duration_90k(),
+                segment_ids: vec![segment.segment_id],
+            }),
+        }
+    }
+    events
 }
 
 fn ranges(segments: &[&SegmentInfo]) -> Vec<RecordingRange> {
@@ -81,7 +139,7 @@ fn ranges(segments: &[&SegmentInfo]) -> Vec<RecordingRange> {
             let duration_ms = i64::from(fragment.duration_90k) * 1000 / i64::from(TIMESCALE_90K);
             let same_segment = position > 0;
             let boundary = ranges.last().and_then(|range| {
-                let delta = start - range.end_wall_ms;
+                let delta = start.saturating_sub(range.end_wall_ms);
                 if same_segment {
                     (delta.abs() > GAP_TOLERANCE_MS).then_some((delta, true))
                 } else if delta > GAP_TOLERANCE_MS {
@@ -112,7 +170,7 @@ fn ranges(segments: &[&SegmentInfo]) -> Vec<RecordingRange> {
                 segment_counted = false;
             }
             if let Some(range) = ranges.last_mut() {
-                range.end_wall_ms = start + duration_ms;
+                range.end_wall_ms = start.saturating_add(duration_ms);
                 range.media_duration_90k += u64::from(fragment.duration_90k);
                 range.fragments += 1;
                 range.frames += u64::from(fragment.frame_count);
@@ -141,6 +199,7 @@ mod tests {
             segment_id,
             camera: camera.into(),
             kind: SegmentKind::Continuous,
+            event: None,
             codec: VideoCodec::H264,
             width: 1,
             height: 1,

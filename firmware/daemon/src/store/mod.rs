@@ -19,6 +19,32 @@
 //! allocation and the in-memory index sit behind one `Mutex`, taken once per GOP and never held
 //! during I/O. All methods do blocking file I/O: call them from `spawn_blocking` or a thread per
 //! camera, not from an async task directly. One process holds the store at a time (`flock`).
+//!
+//! ```no_run
+//! # fn gops() -> Vec<edgenvr::media::Gop> { Vec::new() }
+//! use edgenvr::store::{InitOptions, Store, WriterOptions};
+//!
+//! # fn main() -> Result<(), edgenvr::store::StoreError> {
+//! let dir = std::path::Path::new("/mnt/usb/edgenvr");
+//! // `record`: an existing empty directory is initialised, anything else must be a store.
+//! let options = InitOptions { size_bytes: 8 << 30, ..InitOptions::default() };
+//! let store = Store::open_or_init(dir, &options, &mut |_progress| {})?;
+//! let mut writer = store.camera_writer("front", WriterOptions::default())?;
+//! for gop in gops() {
+//!     writer.append(&gop)?; // blocking: one write per GOP, fdatasync per sync_interval
+//! }
+//! writer.close()?;
+//! // `serve`: ranges for listing, bytes for clips.
+//! for segment in store.segments() {
+//!     let init = store.read_init(&segment)?;
+//!     for fragment in &segment.fragments {
+//!         let moof_mdat = store.read_fragment(&segment, fragment)?;
+//! #       let _ = (&init, moof_mdat);
+//!     }
+//! }
+//! # Ok(())
+//! # }
+//! ```
 
 mod cli_ops;
 mod error;
@@ -41,11 +67,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 pub use cli_ops::{fsck, FsckReport};
 pub use error::StoreError;
-pub use format::SegmentKind;
+pub use format::{EventInfo, SegmentKind};
 pub use init::{
     init_store, InitOptions, InitOutcome, InitProgress, Layout, DEFAULT_SLOT_BYTES, MIN_SLOT_BYTES,
 };
-pub use listing::{CameraRecordings, RecordingRange, GAP_TOLERANCE_MS};
+pub use listing::{CameraRecordings, EventRecording, RecordingRange, GAP_TOLERANCE_MS};
 pub use scan::{FragmentInfo, ScanEnd, Verify};
 pub use writer::{CameraWriter, WriterOptions};
 
@@ -81,11 +107,15 @@ struct RingState {
     next_segment_id: u64,
     /// Cameras with an open writer, and the share each asked for (None: an equal share).
     writers: BTreeMap<String, Option<u32>>,
+    /// Slots of event video that continuous recording does not wrap over.
+    event_share: u32,
 }
 
 #[derive(Debug, Default)]
 struct SlotState {
     header: Option<SlotHeader>,
+    /// Event metadata of the segment, if it is event video.
+    event: Option<EventInfo>,
     fragments: Vec<FragmentInfo>,
     /// Where the segment's next fragment goes.
     end_offset: u64,
@@ -100,8 +130,8 @@ pub struct SlotCounters {
     /// Bytes written to the slot file since the store was provisioned (zero-fill excluded).
     /// Survives restarts: earlier laps are in the slot header, the current one is scanned.
     pub bytes_written: u64,
-    /// fdatasync calls on the slot file (a lower bound after a restart: syncs of a segment are
-    /// known up to its last intact fragment).
+    /// fdatasync calls on the slot file (after a restart, reconstructed from the fragment
+    /// headers: may be one too high for a segment a crash cut short).
     pub syncs: u64,
     /// Segments written into the slot.
     pub segments: u64,
@@ -142,8 +172,10 @@ pub struct SegmentInfo {
     pub segment_id: u64,
     /// Camera name.
     pub camera: String,
-    /// Continuous or event.
+    /// Continuous or event (an event that started during a continuous segment makes it one).
     pub kind: SegmentKind,
+    /// The event this segment records, if any.
+    pub event: Option<EventInfo>,
     /// Video codec.
     pub codec: VideoCodec,
     /// Coded width.
@@ -181,6 +213,10 @@ pub enum OpenCheck {
     /// Checksums of every fragment (reads the whole store; `fsck`).
     Everything,
 }
+
+/// By default a quarter of the slots is the protected share of event video: continuous recording
+/// wraps over event segments only once they hold more than that.
+const DEFAULT_EVENT_SHARE_DIVISOR: u32 = 4;
 
 /// Segments per camera whose checksums [`OpenCheck::Newest`] verifies: the one being written at a
 /// crash and the one before it, whose final sync may have been in flight.
@@ -279,12 +315,14 @@ impl Store {
             repaired = recovery.iter().filter(|f| f.repair.is_some()).count(),
             "store opened"
         );
+        let event_share = marker.slot_count / DEFAULT_EVENT_SHARE_DIVISOR;
         Ok(Store {
             inner: Arc::new(Inner {
                 dir: dir.to_owned(),
                 marker,
                 lock,
                 ring: Mutex::new(RingState {
+                    event_share,
                     slots,
                     next_segment_id,
                     writers: BTreeMap::new(),
@@ -305,6 +343,12 @@ impl Store {
             slot_count: self.inner.marker.slot_count,
             slot_bytes: self.inner.marker.slot_bytes,
         }
+    }
+
+    /// Sets how many slots of event video are protected from continuous recording (default a
+    /// quarter of the store). Event segments beyond it are wrapped over oldest first.
+    pub fn set_event_share_slots(&self, slots: u32) {
+        self.ring().event_share = slots;
     }
 
     /// Whether this handle may write (it holds the lock).
@@ -343,7 +387,12 @@ impl Store {
                     slot: index as u32,
                     segment_id: header.segment_id,
                     camera: header.camera.clone(),
-                    kind: header.kind,
+                    kind: if slot.event.is_some() {
+                        SegmentKind::Event
+                    } else {
+                        header.kind
+                    },
+                    event: slot.event.clone(),
                     codec: header.codec,
                     width: header.width,
                     height: header.height,
@@ -601,21 +650,35 @@ fn cover_tail(path: &Path, slot_bytes: u64, end_offset: u64) -> Result<String, S
 fn slot_state(scan: SlotScan) -> SlotState {
     let counters = match &scan.header {
         Some(header) => SlotCounters {
-            bytes_written: header.lifetime_bytes_before + scan.end_offset + FREE_HEADER_BYTES,
+            // The first write covers the slot up to the first fragment's end, each later one a
+            // fragment; every write also carries the tail cover's 8 bytes.
+            bytes_written: header.lifetime_bytes_before
+                + if scan.fragments.is_empty() {
+                    0
+                } else {
+                    scan.end_offset + FREE_HEADER_BYTES * scan.fragments.len() as u64
+                },
+            // The writer syncs at least once after a segment's last fragment (interval, segment
+            // end or close), so count that one too: exact for segments that ended normally, one
+            // too many for a segment cut short by a crash.
             syncs: header.lifetime_syncs_before
                 + scan
                     .fragments
                     .last()
-                    .map_or(0, |f| u64::from(f.segment_syncs)),
+                    .map_or(0, |f| u64::from(f.segment_syncs) + 1),
             segments: u64::from(header.laps_before) + 1,
         },
         None => SlotCounters::default(),
     };
     SlotState {
         header: scan.header,
+        event: scan.event,
         fragments: scan.fragments,
         end_offset: scan.end_offset,
         busy: false,
         counters,
     }
 }
+
+#[cfg(test)]
+mod tests;

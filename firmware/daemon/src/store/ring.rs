@@ -29,15 +29,41 @@ pub(super) fn share_of(
     }
 }
 
+/// What kind of segment a slot is wanted for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Purpose {
+    /// Continuous recording.
+    Continuous,
+    /// Event video.
+    Event,
+}
+
+fn is_event(slot: &SlotState) -> bool {
+    slot.event.is_some()
+        || slot
+            .header
+            .as_ref()
+            .is_some_and(|h| h.kind == super::SegmentKind::Event)
+}
+
 /// The slot `camera` should write its next segment into, or `None` when every slot is busy.
+///
+/// Event segments form a protected share of `event_share` slots: while there are no more than
+/// that, nothing wraps over them except, as a last resort, a recorder that would otherwise stop.
+/// Event video beyond the share wraps over the oldest event segment. Event slots do not count
+/// towards a camera's share of continuous recording.
 pub(super) fn choose_slot(
     slots: &[SlotState],
     writers: &BTreeMap<String, Option<u32>>,
     camera: &str,
+    event_share: u32,
+    purpose: Purpose,
 ) -> Option<usize> {
     let slot_count = slots.len() as u32;
+    let event_count = slots.iter().filter(|s| is_event(s)).count() as u32;
+    let protected = |slot: &SlotState| is_event(slot) && event_count <= event_share;
     let mut held: BTreeMap<&str, u32> = BTreeMap::new();
-    for slot in slots {
+    for slot in slots.iter().filter(|s| !is_event(s)) {
         if let Some(header) = &slot.header {
             *held.entry(header.camera.as_str()).or_default() += 1;
         }
@@ -55,9 +81,14 @@ pub(super) fn choose_slot(
             .map(|(_, index)| index)
     };
 
+    if purpose == Purpose::Event && event_count >= event_share {
+        if let Some(index) = oldest(&|slot, _| is_event(slot)) {
+            return Some(index);
+        }
+    }
     let own_share = share_of(writers, slot_count, camera);
     if held.get(camera).copied().unwrap_or(0) >= own_share {
-        if let Some(index) = oldest(&|_, owner| owner == camera) {
+        if let Some(index) = oldest(&|slot, owner| owner == camera && !protected(slot)) {
             return Some(index);
         }
     }
@@ -69,7 +100,9 @@ pub(super) fn choose_slot(
     }
     let over_share =
         |owner: &str| held.get(owner).copied().unwrap_or(0) > share_of(writers, slot_count, owner);
-    oldest(&|_, owner| owner != camera && over_share(owner)).or_else(|| oldest(&|_, _| true))
+    oldest(&|slot, owner| owner != camera && !protected(slot) && over_share(owner))
+        .or_else(|| oldest(&|slot, _| !protected(slot)))
+        .or_else(|| oldest(&|_, _| true))
 }
 
 #[cfg(test)]
@@ -77,6 +110,21 @@ mod tests {
     use super::*;
     use crate::media::VideoCodec;
     use crate::store::format::{SegmentKind, SlotHeader};
+
+    fn event_slot(camera: &str, segment_id: u64) -> SlotState {
+        SlotState {
+            event: Some(crate::store::EventInfo {
+                start_wall_ms: 0,
+                end_wall_ms: None,
+                sensors: vec!["pir".into()],
+            }),
+            ..slot(Some(camera), segment_id)
+        }
+    }
+
+    fn choose(slots: &[SlotState], cameras: &[&str], camera: &str) -> Option<usize> {
+        choose_slot(slots, &writers(cameras), camera, 2, Purpose::Continuous)
+    }
 
     fn slot(camera: Option<&str>, segment_id: u64) -> SlotState {
         SlotState {
@@ -113,7 +161,7 @@ mod tests {
             slot(None, 0),
             slot(None, 0),
         ];
-        assert_eq!(choose_slot(&slots, &writers(&["a"]), "a"), Some(1));
+        assert_eq!(choose(&slots, &["a"], "a"), Some(1));
     }
 
     #[test]
@@ -127,7 +175,7 @@ mod tests {
             slot(Some("b"), 5),
             slot(Some("a"), 6),
         ];
-        assert_eq!(choose_slot(&slots, &writers(&["a", "b"]), "a"), Some(1));
+        assert_eq!(choose(&slots, &["a", "b"], "a"), Some(1));
     }
 
     #[test]
@@ -141,7 +189,7 @@ mod tests {
             slot(Some("a"), 5),
             slot(Some("a"), 6),
         ];
-        assert_eq!(choose_slot(&slots, &writers(&["a", "b"]), "b"), Some(0));
+        assert_eq!(choose(&slots, &["a", "b"], "b"), Some(0));
     }
 
     #[test]
@@ -151,10 +199,42 @@ mod tests {
             slot(Some("gone"), 2),
             slot(Some("a"), 3),
         ];
-        assert_eq!(choose_slot(&slots, &writers(&["a", "b"]), "b"), Some(1));
+        assert_eq!(choose(&slots, &["a", "b"], "b"), Some(1));
         for s in &mut slots {
             s.busy = true;
         }
-        assert_eq!(choose_slot(&slots, &writers(&["a", "b"]), "b"), None);
+        assert_eq!(choose(&slots, &["a", "b"], "b"), None);
+    }
+
+    #[test]
+    fn continuous_recording_does_not_wrap_over_protected_events() {
+        // One camera, share 4 of 4 slots; its two oldest segments are event video (share 2).
+        let slots = vec![
+            event_slot("a", 1),
+            event_slot("a", 2),
+            slot(Some("a"), 3),
+            slot(Some("a"), 4),
+        ];
+        let writers = writers(&["a"]);
+        assert_eq!(
+            choose_slot(&slots, &writers, "a", 2, Purpose::Continuous),
+            Some(2)
+        );
+        // More events than the share: the oldest event is no longer protected.
+        assert_eq!(
+            choose_slot(&slots, &writers, "a", 1, Purpose::Continuous),
+            Some(0)
+        );
+        // An event with the share full wraps over the oldest event, not continuous video.
+        assert_eq!(
+            choose_slot(&slots, &writers, "a", 2, Purpose::Event),
+            Some(0)
+        );
+        // All slots protected events: a recorder still gets the oldest rather than stopping.
+        let all_events = vec![event_slot("a", 1), event_slot("a", 2)];
+        assert_eq!(
+            choose_slot(&all_events, &writers, "a", 2, Purpose::Continuous),
+            Some(0)
+        );
     }
 }

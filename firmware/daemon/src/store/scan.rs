@@ -10,8 +10,8 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 
 use super::format::{
-    is_tail_cover, FragmentHeader, HeaderError, SlotHeader, CRC32C, FRAGMENT_HEADER_BYTES,
-    FREE_HEADER_BYTES, SLOT_HEADER_BYTES,
+    is_tail_cover, EventInfo, FragmentHeader, HeaderError, SlotHeader, CRC32C, EVENT_REGION_OFFSET,
+    FRAGMENT_HEADER_BYTES, FREE_HEADER_BYTES, SLOT_HEADER_BYTES,
 };
 
 /// One intact fragment found in a slot.
@@ -81,6 +81,8 @@ pub enum ScanEnd {
 pub struct SlotScan {
     /// The segment header, when the slot holds a valid one.
     pub header: Option<SlotHeader>,
+    /// Event metadata, when the segment is (or became) event video.
+    pub event: Option<EventInfo>,
     /// Why there is no header (`Empty` for a never-written slot).
     pub header_problem: Option<HeaderError>,
     /// The init segment failed its checksum (the slot is then treated as empty).
@@ -104,6 +106,7 @@ pub fn scan_slot(
 ) -> std::io::Result<SlotScan> {
     let mut empty = SlotScan {
         header: None,
+        event: None,
         header_problem: None,
         init_damaged: false,
         fragments: Vec::new(),
@@ -187,8 +190,12 @@ pub fn scan_slot(
         });
         offset = end_offset;
     };
+    let event = region
+        .get(EVENT_REGION_OFFSET as usize..)
+        .and_then(EventInfo::decode_region);
     Ok(SlotScan {
         header: Some(header),
+        event,
         header_problem: None,
         init_damaged: false,
         fragments,

@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::format::{
-    slot_path, FragmentHeader, SegmentKind, SlotHeader, CRC32C, FRAGMENT_HEADER_BYTES,
-    FREE_HEADER_BYTES, MAX_CAMERA_NAME_BYTES, SLOT_HEADER_BYTES,
+    slot_path, EventInfo, FragmentHeader, SegmentKind, SlotHeader, CRC32C, EVENT_REGION_OFFSET,
+    FRAGMENT_HEADER_BYTES, FREE_HEADER_BYTES, MAX_CAMERA_NAME_BYTES, SLOT_HEADER_BYTES,
 };
 use super::scan::FragmentInfo;
 use super::{ring, SlotState, Store, StoreError};
@@ -55,12 +55,19 @@ impl Default for WriterOptions {
 
 /// Writes one camera's GOPs into the store. Obtain with [`Store::camera_writer`]; finish with
 /// [`CameraWriter::close`] (dropping it also syncs, but cannot report errors).
+///
+/// An open writer is what gives a camera its share of the store: keep one per configured camera
+/// for the life of the process, across RTSP reconnects (a reconnect's jump in media time starts a
+/// new segment by itself). Closing the writer says the camera is gone, and its video becomes the
+/// first to be overwritten by the others.
 #[derive(Debug)]
 pub struct CameraWriter {
     store: Store,
     camera: String,
     options: WriterOptions,
     segment: Option<OpenSegment>,
+    /// The event being recorded, if any: new segments are event segments carrying it.
+    event: Option<EventInfo>,
     /// Reused buffers: the bytes of one write, and a fragment body.
     write_buf: Vec<u8>,
     body_buf: Vec<u8>,
@@ -125,6 +132,7 @@ impl CameraWriter {
             camera: camera.to_owned(),
             options,
             segment: None,
+            event: None,
             write_buf: Vec::new(),
             body_buf: Vec::new(),
             init_buf: Vec::new(),
@@ -187,16 +195,64 @@ impl CameraWriter {
         result
     }
 
+    /// Marks video from now on as event video: the current segment (if any) and every segment
+    /// started until [`CameraWriter::end_event`] carry `event` and are protected from continuous
+    /// recording (see [`Store::set_event_share_slots`]). For a pre-roll held in RAM, call this
+    /// before appending the pre-roll GOPs. Marking the current segment rewrites its event region
+    /// in place (one small write; the segment header's own sector is not touched).
+    pub fn begin_event(&mut self, event: EventInfo) -> Result<(), StoreError> {
+        self.event = Some(event);
+        self.mark_current_segment()
+    }
+
+    /// Records the event's end time on the current segment and returns to continuous video: the
+    /// next segment is an ordinary one.
+    pub fn end_event(&mut self, end_wall_ms: i64) -> Result<(), StoreError> {
+        if let Some(event) = self.event.as_mut() {
+            event.end_wall_ms = Some(end_wall_ms);
+        }
+        let result = self.mark_current_segment();
+        self.event = None;
+        result
+    }
+
+    /// Ends the current segment now (synced); the next GOP starts a new one. For event-only
+    /// recording between events.
+    pub fn end_segment(&mut self) -> Result<(), StoreError> {
+        self.finish_segment()
+    }
+
     /// Ends the current segment (synced) and releases the camera, reporting any error.
     pub fn close(mut self) -> Result<(), StoreError> {
         self.finish_segment()
+    }
+
+    /// Writes the current event into the open segment's event region.
+    fn mark_current_segment(&mut self) -> Result<(), StoreError> {
+        let (Some(segment), Some(event)) = (self.segment.as_mut(), self.event.as_ref()) else {
+            return Ok(());
+        };
+        let region = event.encode_region();
+        if let Err(e) = segment.file.write_all_at(&region, EVENT_REGION_OFFSET) {
+            let error = StoreError::io(&segment.path, "write event metadata", e);
+            self.abandon_segment();
+            return Err(error);
+        }
+        segment.dirty = true;
+        let slot = segment.slot;
+        if let Some(state) = self.store.ring().slots.get_mut(slot as usize) {
+            state.event = Some(event.clone());
+            state.counters.bytes_written += region.len() as u64;
+        }
+        Ok(())
     }
 
     fn segment_ends_before(&self, segment: &OpenSegment, gop: &Gop, first_pts: i64) -> bool {
         let params_changed =
             !Arc::ptr_eq(&segment.params, &gop.params) && *segment.params != *gop.params;
         let long_enough = segment.duration_90k >= self.options.segment_90k;
-        let media_jumped = (first_pts - segment.expected_pts_90k).abs() > MAX_MEDIA_JUMP_90K;
+        let media_jumped =
+            first_pts.abs_diff(segment.expected_pts_90k) > MAX_MEDIA_JUMP_90K.unsigned_abs();
         params_changed || long_enough || media_jumped
     }
 
@@ -209,7 +265,7 @@ impl CameraWriter {
         let audio_base = audio_base(&mut segment.first_audio_pts, gop);
         let times = FragmentTimes {
             sequence_number: segment.next_index + 1,
-            video_base_90k: (first_pts - segment.first_pts_90k).max(0) as u64,
+            video_base_90k: first_pts.saturating_sub(segment.first_pts_90k).max(0) as u64,
             audio_base,
         };
         self.body_buf.clear();
@@ -287,6 +343,13 @@ impl CameraWriter {
         };
         self.write_buf.clear();
         header.encode(&mut self.write_buf);
+        if let Some(event) = &self.event {
+            let region = event.encode_region();
+            let at = EVENT_REGION_OFFSET as usize;
+            if let Some(target) = self.write_buf.get_mut(at..at + region.len()) {
+                target.copy_from_slice(&region);
+            }
+        }
         self.write_buf.extend_from_slice(&self.init_buf);
         let offset = segment.next_offset;
         let info = encode_fragment(
@@ -308,13 +371,22 @@ impl CameraWriter {
     fn allocate_slot(&mut self, gop: &Gop) -> Result<(u32, SlotHeader), StoreError> {
         let store_id = self.store.inner.marker.store_id;
         let mut ring = self.store.ring();
-        let index =
-            ring::choose_slot(&ring.slots, &ring.writers, &self.camera).ok_or_else(|| {
-                StoreError::Full {
-                    path: self.store.dir().to_owned(),
-                    slot_count: self.store.layout().slot_count,
-                }
-            })?;
+        let purpose = if self.event.is_some() {
+            ring::Purpose::Event
+        } else {
+            ring::Purpose::Continuous
+        };
+        let index = ring::choose_slot(
+            &ring.slots,
+            &ring.writers,
+            &self.camera,
+            ring.event_share,
+            purpose,
+        )
+        .ok_or_else(|| StoreError::Full {
+            path: self.store.dir().to_owned(),
+            slot_count: self.store.layout().slot_count,
+        })?;
         let segment_id = ring.next_segment_id;
         ring.next_segment_id += 1;
         let state = ring
@@ -329,7 +401,11 @@ impl CameraWriter {
             slot_index: index as u32,
             segment_id,
             camera: self.camera.clone(),
-            kind: SegmentKind::Continuous,
+            kind: if self.event.is_some() {
+                SegmentKind::Event
+            } else {
+                SegmentKind::Continuous
+            },
             codec: gop.params.video.codec,
             width: gop.params.video.width,
             height: gop.params.video.height,
@@ -351,6 +427,7 @@ impl CameraWriter {
             );
         }
         state.header = Some(header.clone());
+        state.event = self.event.clone();
         state.fragments.clear();
         state.end_offset = SLOT_HEADER_BYTES + u64::from(header.init_len);
         state.busy = true;
@@ -377,8 +454,11 @@ impl CameraWriter {
         segment.dirty = true;
         segment.next_offset = info.end_offset();
         segment.next_index += 1;
-        segment.duration_90k = first_pts - segment.first_pts_90k + gop.duration_90k();
-        segment.expected_pts_90k = first_pts + gop.duration_90k();
+        // Camera timestamps are external input: saturate rather than overflow.
+        segment.duration_90k = first_pts
+            .saturating_sub(segment.first_pts_90k)
+            .saturating_add(gop.duration_90k());
+        segment.expected_pts_90k = first_pts.saturating_add(gop.duration_90k());
         let slot = segment.slot;
         let due = segment.last_sync.elapsed() >= self.options.sync_interval;
         {
