@@ -45,7 +45,10 @@ pub fn binary(package: &str, name: &str) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-/// The `edgenvr` binary.
-pub fn edgenvr() -> anyhow::Result<PathBuf> {
-    binary("edgenvr", "edgenvr")
+/// The `edgenvr` binary; panics (failing the test) when it cannot be built.
+pub fn edgenvr() -> PathBuf {
+    match binary("edgenvr", "edgenvr") {
+        Ok(path) => path,
+        Err(e) => panic!("cannot build edgenvr: {e:#}"),
+    }
 }

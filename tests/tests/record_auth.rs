@@ -16,7 +16,7 @@ const EXIT_UNAUTHORIZED: i32 = 3;
 
 #[test]
 fn right_password_records_wrong_one_fails_clearly() -> anyhow::Result<()> {
-    let edgenvr = bins::edgenvr()?;
+    let edgenvr = bins::edgenvr();
     let work = tempfile::tempdir()?;
     let clip = make_clip(work.path(), Codec::H264, 2)?;
     let server = RtspServer::start(&[("/cam", &clip)], Some(("viewer", "c0rrect-horse")))?;

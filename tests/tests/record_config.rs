@@ -23,7 +23,7 @@ fn listing(dir: &Path) -> anyhow::Result<Vec<String>> {
 
 #[test]
 fn record_refuses_a_directory_that_is_not_a_store() -> anyhow::Result<()> {
-    let edgenvr = bins::edgenvr()?;
+    let edgenvr = bins::edgenvr();
     let work = tempfile::tempdir()?;
     let dir = work.path().join("photos");
     std::fs::create_dir(&dir)?;
@@ -70,7 +70,7 @@ fn record_refuses_a_directory_that_is_not_a_store() -> anyhow::Result<()> {
 
 #[test]
 fn check_config_names_each_problem() -> anyhow::Result<()> {
-    let edgenvr = bins::edgenvr()?;
+    let edgenvr = bins::edgenvr();
     let work = tempfile::tempdir()?;
     let good = bins::workspace_root().join("examples/config.toml");
     let (status, stdout, stderr) = run(
@@ -117,7 +117,7 @@ fn check_config_names_each_problem() -> anyhow::Result<()> {
 
 #[test]
 fn run_refuses_an_uninitialised_store_and_records_an_initialised_one() -> anyhow::Result<()> {
-    let edgenvr = bins::edgenvr()?;
+    let edgenvr = bins::edgenvr();
     let work = tempfile::tempdir()?;
     let clip = make_clip(work.path(), Codec::H265, 2)?;
     let server = RtspServer::start(&[("/cam", &clip)], None)?;

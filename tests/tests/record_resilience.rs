@@ -36,7 +36,7 @@ fn start_recorder(edgenvr: &Path, url: &str, dir: &Path) -> anyhow::Result<Proce
 
 #[test]
 fn reconnects_after_the_server_restarts_and_the_gap_is_listed() -> anyhow::Result<()> {
-    let edgenvr = bins::edgenvr()?;
+    let edgenvr = bins::edgenvr();
     let work = tempfile::tempdir()?;
     let clip = make_clip(work.path(), Codec::H264, 4)?;
     let mut server = RtspServer::start(&[("/cam", &clip)], None)?;
@@ -78,7 +78,7 @@ fn reconnects_after_the_server_restarts_and_the_gap_is_listed() -> anyhow::Resul
 #[test]
 fn a_camera_that_hangs_with_the_connection_open_is_detected_and_reconnected() -> anyhow::Result<()>
 {
-    let edgenvr = bins::edgenvr()?;
+    let edgenvr = bins::edgenvr();
     let work = tempfile::tempdir()?;
     let clip = make_clip(work.path(), Codec::H264, 2)?;
     let server = RtspServer::start(&[("/cam", &clip)], None)?;
@@ -100,7 +100,7 @@ fn a_camera_that_hangs_with_the_connection_open_is_detected_and_reconnected() ->
 
 #[test]
 fn sigkill_mid_segment_keeps_every_completed_fragment() -> anyhow::Result<()> {
-    let edgenvr = bins::edgenvr()?;
+    let edgenvr = bins::edgenvr();
     let work = tempfile::tempdir()?;
     let clip = make_clip(work.path(), Codec::H264, 4)?;
     let server = RtspServer::start(&[("/cam", &clip)], None)?;
