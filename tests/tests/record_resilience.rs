@@ -66,10 +66,9 @@ fn reconnects_after_the_server_restarts_and_the_gap_is_listed() -> anyhow::Resul
     let gap_ms = ranges[1]["gap_before_ms"].as_i64().unwrap_or(0);
     assert!(gap_ms > 0, "the outage is a gap: {listing}");
     for range in ranges {
-        assert!(
-            range["frames"].as_u64().unwrap_or(0) >= SOME_FRAMES,
-            "{range}"
-        );
+        // The server counts frames as it stamps them, a few ahead of what it has sent.
+        let frames = range["frames"].as_u64().unwrap_or(0);
+        assert!(frames + u64::from(GOP_FRAMES) >= SOME_FRAMES, "{range}");
     }
     playable_segments(&dir)?;
     Ok(())
@@ -111,11 +110,8 @@ fn sigkill_mid_segment_keeps_every_completed_fragment() -> anyhow::Result<()> {
     let mut recorder = start_recorder(&edgenvr, &url, &dir)?;
     recorder.wait_for_line("streaming", STEP_TIMEOUT)?;
     // Mid-GOP and mid-segment: 4.5 s into a 10 s segment of 1 s GOPs.
-    server.wait_frames(
-        "/cam",
-        4 * SOME_FRAMES / 3 + GOP_FRAMES as u64 / 2 + 50,
-        STEP_TIMEOUT,
-    )?;
+    let four_and_a_half_seconds = 4 * u64::from(GOP_FRAMES) + u64::from(GOP_FRAMES) / 2;
+    server.wait_frames("/cam", four_and_a_half_seconds, STEP_TIMEOUT)?;
     recorder.signal("KILL")?;
     let status = recorder.wait(STEP_TIMEOUT)?;
     assert!(!status.success());
