@@ -151,3 +151,45 @@ fn run_refuses_an_uninitialised_store_and_records_an_initialised_one() -> anyhow
     assert!(segments.iter().all(|s| s.camera == "porch"));
     Ok(())
 }
+
+#[test]
+fn run_keeps_retrying_a_refused_camera_slowly_while_the_others_record() -> anyhow::Result<()> {
+    let edgenvr = bins::edgenvr();
+    let work = tempfile::tempdir()?;
+    let clip = make_clip(work.path(), Codec::H264, 2)?;
+    let open_server = RtspServer::start(&[("/cam", &clip)], None)?;
+    let locked_server = RtspServer::start(&[("/cam", &clip)], Some(("admin", "right-one")))?;
+    let store = work.path().join("store");
+    let store_arg = store.to_str().unwrap_or_default();
+    let (status, _, stderr) = run(&edgenvr, &["store", "init", store_arg, "--size", "16MiB"])?;
+    assert!(status.success(), "{stderr}");
+    let config = work.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[storage]\ndir = {:?}\n\n[[camera]]\nname = \"yard\"\nurl = {:?}\n\n\
+             [[camera]]\nname = \"gate\"\nurl = {:?}\n",
+            store.display().to_string(),
+            open_server.url("/cam", None),
+            locked_server.url("/cam", Some(("admin", "not-the-one"))),
+        ),
+    )?;
+    let config_arg = config.to_str().unwrap_or_default();
+    let mut daemon = Process::spawn(&edgenvr, &["run", "--config", config_arg], &[])?;
+    let refused = daemon.wait_for_line("authentication failed", STEP_TIMEOUT)?;
+    assert!(refused.contains("camera gate"), "{refused}");
+    // Two minutes until the next attempt, not the fast backoff.
+    assert!(refused.contains("retry_in_ms=120000"), "{refused}");
+    daemon.wait_for_line("streaming camera=yard", STEP_TIMEOUT)?;
+    open_server.wait_frames("/cam", 50, STEP_TIMEOUT)?;
+    let status = daemon.terminate(STEP_TIMEOUT)?;
+    assert!(
+        status.success(),
+        "the refused camera does not fail the daemon: {status}"
+    );
+    assert!(!daemon.stderr().contains("not-the-one"));
+    let segments = playable_segments(&store)?;
+    assert!(!segments.is_empty());
+    assert!(segments.iter().all(|s| s.camera == "yard"), "{segments:?}");
+    Ok(())
+}
