@@ -31,29 +31,42 @@ pub struct RtspServer {
     reports: Arc<(Mutex<Reports>, Condvar)>,
     streams: Vec<(String, PathBuf)>,
     auth: Option<(String, String)>,
+    audio: bool,
 }
 
 impl RtspServer {
     /// Starts a server for `streams` (`(path, clip)`, path like `/h264`) on any free port.
     pub fn start(streams: &[(&str, &Path)], auth: Option<(&str, &str)>) -> anyhow::Result<Self> {
+        Self::start_with(streams, auth, false)
+    }
+
+    /// Like [`RtspServer::start`]; with `audio`, every path also carries a live AAC track
+    /// (16 kHz mono).
+    pub fn start_with(
+        streams: &[(&str, &Path)],
+        auth: Option<(&str, &str)>,
+        audio: bool,
+    ) -> anyhow::Result<Self> {
         let streams: Vec<(String, PathBuf)> = streams
             .iter()
             .map(|(p, f)| ((*p).to_owned(), f.to_path_buf()))
             .collect();
         let auth = auth.map(|(u, p)| (u.to_owned(), p.to_owned()));
-        Self::spawn(streams, auth, 0)
+        Self::spawn(streams, auth, audio, 0)
     }
 
     /// Starts the same server again on the same port (after [`RtspServer::kill`]).
     pub fn restart(self) -> anyhow::Result<Self> {
         let (streams, auth, port) = (self.streams.clone(), self.auth.clone(), self.port);
+        let audio = self.audio;
         drop(self);
-        Self::spawn(streams, auth, port)
+        Self::spawn(streams, auth, audio, port)
     }
 
     fn spawn(
         streams: Vec<(String, PathBuf)>,
         auth: Option<(String, String)>,
+        audio: bool,
         port: u16,
     ) -> anyhow::Result<Self> {
         let mut cmd = Command::new("/usr/bin/python3");
@@ -65,6 +78,9 @@ impl RtspServer {
         }
         if let Some((user, password)) = &auth {
             cmd.args(["--user", user, "--password", password]);
+        }
+        if audio {
+            cmd.arg("--audio");
         }
         let mut child = cmd
             .stdout(Stdio::piped())
@@ -107,6 +123,7 @@ impl RtspServer {
             reports,
             streams,
             auth,
+            audio,
         };
         server.port = server
             .wait_for(STARTUP_TIMEOUT, |r| r.port)?
