@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use edgenvr_tests::bins;
-use edgenvr_tests::clips::{make_clip, Codec, GOP_FRAMES};
+use edgenvr_tests::clips::{concat_clips, make_clip, make_clip_sized, Codec, GOP_FRAMES};
 use edgenvr_tests::ffprobe::video_codec_name;
 use edgenvr_tests::process::Process;
 use edgenvr_tests::recording::playable_segments;
@@ -73,6 +73,65 @@ fn twenty_five_seconds_in_ten_second_segments_h264_and_h265() -> anyhow::Result<
         for segment in &segments[..2] {
             assert_eq!(segment.fragments, 10, "{codec:?}: {segment:?}");
             assert_eq!(segment.frames, 10 * u64::from(GOP_FRAMES), "{segment:?}");
+        }
+    }
+    Ok(())
+}
+
+/// `(width, frames)` of stream v:0.
+fn width_and_frames(file: &std::path::Path) -> anyhow::Result<(u32, u64)> {
+    let out = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
+        .args([
+            "-show_entries",
+            "stream=width,nb_read_frames",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(file)
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let (width, frames) = text
+        .split_once(',')
+        .ok_or_else(|| anyhow::anyhow!("ffprobe {}: {text:?}", file.display()))?;
+    Ok((width.parse()?, frames.trim_end_matches(',').parse()?))
+}
+
+#[test]
+fn a_resolution_change_starts_a_new_segment() -> anyhow::Result<()> {
+    let edgenvr = bins::edgenvr();
+    let work = tempfile::tempdir()?;
+    // Two seconds at 320x240, two at 640x480, looped: the parameters change every 2 s.
+    let small = make_clip_sized(work.path(), Codec::H264, 2, (320, 240))?;
+    let large = make_clip_sized(work.path(), Codec::H264, 2, (640, 480))?;
+    let mixed = concat_clips(&[small, large], &work.path().join("mixed.h264"))?;
+    let server = RtspServer::start(&[("/cam", &mixed)], None)?;
+    let dir = work.path().join("store");
+    std::fs::create_dir(&dir)?;
+    let url = server.url("/cam", None);
+    let args = [
+        "record",
+        url.as_str(),
+        "--dir",
+        dir.to_str().unwrap_or_default(),
+        "--wrap",
+        "8",
+    ];
+    let mut recorder = Process::spawn(&edgenvr, &args, &[])?;
+    // Four parameter sets seen: 320, 640, 320, 640 — three changes.
+    recorder.wait_for_lines("stream parameters", 4, STEP_TIMEOUT)?;
+    assert!(recorder.terminate(STEP_TIMEOUT)?.success());
+
+    let segments = playable_segments(&dir)?;
+    let shapes: Vec<(u32, u64)> = segments
+        .iter()
+        .map(|s| width_and_frames(&s.path))
+        .collect::<anyhow::Result<_>>()?;
+    assert!(shapes.len() >= 4, "{shapes:?}");
+    for (i, (width, frames)) in shapes.iter().enumerate() {
+        assert_eq!(*width, if i % 2 == 0 { 320 } else { 640 }, "{shapes:?}");
+        if i < 3 {
+            assert_eq!(*frames, 2 * u64::from(GOP_FRAMES), "whole part: {shapes:?}");
         }
     }
     Ok(())
