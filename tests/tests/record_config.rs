@@ -193,3 +193,59 @@ fn run_keeps_retrying_a_refused_camera_slowly_while_the_others_record() -> anyho
     assert!(segments.iter().all(|s| s.camera == "yard"), "{segments:?}");
     Ok(())
 }
+
+#[test]
+fn run_shows_why_a_camera_is_not_recording() -> anyhow::Result<()> {
+    use edgenvr::ingest::{CameraStatus, IngestErrorKind};
+    let edgenvr = bins::edgenvr();
+    let work = tempfile::tempdir()?;
+    let clip = make_clip(work.path(), Codec::H264, 2)?;
+    let server = RtspServer::start(&[("/cam", &clip)], Some(("admin", "right-one")))?;
+    let store = work.path().join("store");
+    let store_arg = store.to_str().unwrap_or_default();
+    let (status, _, stderr) = run(&edgenvr, &["store", "init", store_arg, "--size", "16MiB"])?;
+    assert!(status.success(), "{stderr}");
+    let text = format!(
+        "[storage]\ndir = {:?}\n[[camera]]\nname = \"gate\"\nurl = {:?}\n",
+        store.display().to_string(),
+        server.url("/cam", Some(("admin", "wrong-one"))),
+    );
+    let config = edgenvr::config::parse(&text).map_err(|p| anyhow::anyhow!("{p:?}"))?;
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (trigger, shutdown) = edgenvr::shutdown::ShutdownTrigger::new();
+    let (statuses_tx, statuses_rx) = tokio::sync::oneshot::channel();
+    let seen = runtime.block_on(async {
+        let daemon = edgenvr::daemon::run_with_status(config, shutdown, |statuses| {
+            let _ = statuses_tx.send(statuses);
+        });
+        let watch = async {
+            let mut statuses = statuses_rx.await?;
+            let (name, status) = statuses
+                .first_mut()
+                .ok_or_else(|| anyhow::anyhow!("no camera status"))?;
+            let seen = status
+                .wait_for(|s| matches!(s, CameraStatus::Retrying { .. }))
+                .await?
+                .clone();
+            trigger.trigger();
+            anyhow::Ok((name.clone(), seen))
+        };
+        let (result, seen) =
+            tokio::time::timeout(STEP_TIMEOUT, async { tokio::join!(daemon, watch) }).await?;
+        result?;
+        seen
+    })?;
+    assert_eq!(seen.0, "gate");
+    match seen.1 {
+        CameraStatus::Retrying { kind, reason, .. } => {
+            assert_eq!(kind, IngestErrorKind::Unauthorized);
+            assert!(reason.contains("authentication failed"), "{reason}");
+            assert!(!reason.contains("wrong-one"), "{reason}");
+        }
+        other => panic!("unexpected status {other:?}"),
+    }
+    Ok(())
+}

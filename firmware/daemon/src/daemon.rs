@@ -213,6 +213,19 @@ fn writer_options(segment: Duration, sync_interval: Duration) -> WriterOptions {
 /// `edgenvr run`: every camera of `config`, until `shutdown`. A camera with a refused password
 /// keeps retrying slowly (its status says why); the others record on.
 pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), DaemonError> {
+    run_with_status(config, shutdown, |_| {}).await
+}
+
+/// Each camera's name and the receiving end of its status (connecting, streaming, retrying and
+/// why, stopped), for the health and state parts of the box.
+pub type CameraStatuses = Vec<(String, watch::Receiver<CameraStatus>)>;
+
+/// [`run`], handing every camera's status receiver to `publish` once the cameras are started.
+pub async fn run_with_status(
+    config: Config,
+    shutdown: Shutdown,
+    publish: impl FnOnce(CameraStatuses),
+) -> Result<(), DaemonError> {
     if let Some(camera) = config
         .camera
         .iter()
@@ -241,13 +254,20 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), DaemonError> 
     let segment = config.storage.segment.0;
     let sync_interval = config.storage.sync_interval.0;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let mut tasks = tokio::task::JoinSet::new();
+    // Every writer first: a camera the store refuses stops `run` before any camera starts.
+    let mut writers = Vec::new();
     for source in sources {
         let writer = store.camera_writer(&source.name, writer_options(segment, sync_interval))?;
+        writers.push((source, writer));
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut statuses = CameraStatuses::new();
+    for (source, writer) in writers {
+        let (status, status_receiver) = watch::channel(CameraStatus::Connecting);
+        statuses.push((source.name.clone(), status_receiver));
         let (options, clock, shutdown) = (options.clone(), clock.clone(), shutdown.clone());
         tracing::info!(camera = %source.name, url = %source.url, "recording");
         tasks.spawn(async move {
-            let (status, _) = watch::channel(CameraStatus::Connecting);
             let result = record::record_continuous(
                 &source,
                 &options,
@@ -261,6 +281,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), DaemonError> 
             (source.name, result)
         });
     }
+    publish(statuses);
     let mut first_error = None;
     while let Some(joined) = tasks.join_next().await {
         match joined {
