@@ -74,6 +74,9 @@ pub enum DaemonError {
     /// The config is unusable.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// `--name` is not a usable camera name.
+    #[error("--name: {0}")]
+    BadName(String),
     /// Something the box cannot do yet.
     #[error("{0}")]
     Unsupported(String),
@@ -111,6 +114,7 @@ pub fn check_config(path: &Path) -> ExitCode {
 
 /// `edgenvr record`: one camera, continuously, until `shutdown`; gives up on a refused password.
 pub async fn record(request: RecordRequest, shutdown: Shutdown) -> Result<(), DaemonError> {
+    config::check_name(&request.name).map_err(DaemonError::BadName)?;
     let source = CameraSource::new(
         &request.name,
         &request.url,

@@ -285,8 +285,9 @@ impl Config {
     }
 }
 
-/// Names become store keys and log fields: keep them short and plain.
-fn check_name(name: &str) -> Result<(), String> {
+/// Checks a camera (or sensor, output) name: names become store keys and log fields, so they stay
+/// short and plain.
+pub fn check_name(name: &str) -> Result<(), String> {
     // 32 characters: readable in a listing; the store and the wire format carry names often.
     const MAX_NAME_CHARS: usize = 32;
     if name.is_empty() {
