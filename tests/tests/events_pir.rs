@@ -68,7 +68,7 @@ fn hash_slots(store: &Path) -> Vec<(PathBuf, u64)> {
 
 fn sim_set(config: &Path, level: &str) {
     let (status, out, err) = run(
-        &bins::edgenvr().expect("edgenvr"),
+        &bins::edgenvr(),
         &[
             "sim",
             "set",
@@ -115,7 +115,7 @@ fn a_sim_pir_edge_records_one_event_with_pre_and_post_roll_and_idle_writes_nothi
     let clip = make_clip(work.path(), Codec::H264, 4).unwrap();
     let server = RtspServer::start(&[("/hall", &clip)], None).unwrap();
     let store = work.path().join("store");
-    let edgenvr = bins::edgenvr().unwrap();
+    let edgenvr = bins::edgenvr();
     let store_arg = store.to_str().unwrap();
     let (status, out, err) = run(
         &edgenvr,

@@ -60,7 +60,7 @@ struct Watcher {
 
 impl Watcher {
     fn start(args: &[&str]) -> Watcher {
-        let mut child = Command::new(bins::nvrctl().expect("nvrctl binary"))
+        let mut child = Command::new(bins::nvrctl())
             .args(args)
             .arg("--json")
             .stdin(Stdio::null())
@@ -107,7 +107,7 @@ impl Drop for Watcher {
 
 fn sim_set(config: &Path, level: &str) {
     let (status, out, err) = run(
-        &bins::edgenvr().expect("edgenvr"),
+        &bins::edgenvr(),
         &[
             "sim",
             "set",
@@ -125,7 +125,7 @@ fn sim_set(config: &Path, level: &str) {
 fn a_sim_pir_reaches_nvrctl_over_tcp_and_mqtt_from_the_running_box() {
     let work = tempfile::tempdir().unwrap();
     let broker = Broker::start();
-    let edgenvr = bins::edgenvr().unwrap();
+    let edgenvr = bins::edgenvr();
     let store = work.path().join("store");
     let (status, out, err) = run(
         &edgenvr,

@@ -25,7 +25,7 @@ fn recv(socket: &UnixDatagram) -> String {
 
 #[test]
 fn run_notifies_ready_feeds_the_watchdog_and_says_stopping() {
-    let edgenvr = bins::edgenvr().unwrap();
+    let edgenvr = bins::edgenvr();
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
     std::fs::create_dir(&store).unwrap();

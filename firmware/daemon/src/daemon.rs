@@ -84,6 +84,9 @@ pub enum DaemonError {
     /// The config is unusable.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// `--name` is not a usable camera name.
+    #[error("--name: {0}")]
+    BadName(String),
     /// Something the box cannot do (a GPIO config it cannot start, a control socket it cannot
     /// bind).
     #[error("{0}")]
@@ -134,12 +137,21 @@ pub fn check_config(path: &Path) -> ExitCode {
 
 /// `edgenvr record`: one camera, continuously, until `shutdown`; gives up on a refused password.
 pub async fn record(request: RecordRequest, shutdown: Shutdown) -> Result<(), DaemonError> {
+    config::check_name(&request.name).map_err(DaemonError::BadName)?;
     let source = CameraSource::new(
         &request.name,
         &request.url,
         request.password.as_deref(),
         request.transport,
     )?;
+    if request.password.is_none()
+        && url::Url::parse(&request.url).is_ok_and(|u| u.password().is_some())
+    {
+        tracing::warn!(
+            "the camera password in the URL is visible to every user in `ps`; \
+             EDGENVR_RTSP_PASSWORD keeps it private"
+        );
+    }
     let init = match (request.max_bytes, request.wrap) {
         (Some(size_bytes), wrap) => Some(InitOptions {
             size_bytes,
@@ -233,6 +245,20 @@ fn writer_options(segment: Duration, sync_interval: Duration) -> WriterOptions {
 /// cannot be opened is left out (logged); everything else runs on. Every task hears `shutdown`
 /// and this returns once all of them have stopped and every recording is closed.
 pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), DaemonError> {
+    run_with_status(config, shutdown, |_| {}).await
+}
+
+/// Each camera's name and the receiving end of its status (connecting, streaming, retrying and
+/// why, stopped).
+pub type CameraStatuses = Vec<(String, watch::Receiver<CameraStatus>)>;
+
+/// [`run`], handing every camera's status receiver to `publish` once the cameras are started
+/// (tests and embedders watch why a camera is not recording).
+pub async fn run_with_status(
+    config: Config,
+    shutdown: Shutdown,
+    publish: impl FnOnce(CameraStatuses),
+) -> Result<(), DaemonError> {
     let problems = crate::gpio::config::validate(&config.sensor, &config.output, &config.rule);
     if let Some(problem) = problems.first() {
         return Err(DaemonError::Unsupported(problem.to_string()));
@@ -296,11 +322,13 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), DaemonError> 
     let sync_interval = config.storage.sync_interval.0;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let mut cameras_health = Vec::new();
+    let mut statuses = CameraStatuses::new();
     for (source, camera) in sources {
         let writer = store.camera_writer(&source.name, writer_options(segment, sync_interval))?;
         let (status, status_rx) = watch::channel(CameraStatus::Connecting);
         let activity = Arc::new(record::CameraActivity::default());
         let events_mode = camera.mode == RecordModeConfig::Events;
+        statuses.push((source.name.clone(), status_rx.clone()));
         cameras_health.push(CameraHealth {
             name: source.name.clone(),
             status: status_rx,
@@ -341,6 +369,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), DaemonError> 
         }
     }
 
+    publish(statuses);
     let health = Health::register(
         &bus,
         store.clone(),

@@ -428,8 +428,9 @@ fn looks_like_host_port(listen: &str) -> bool {
         .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
 }
 
-/// Names become store keys and log fields: keep them short and plain.
-fn check_name(name: &str) -> Result<(), String> {
+/// Checks a camera (or sensor, output) name: names become store keys and log fields, so they stay
+/// short and plain.
+pub fn check_name(name: &str) -> Result<(), String> {
     // 32 characters: readable in a listing; the store and the wire format carry names often.
     const MAX_NAME_CHARS: usize = 32;
     if name.is_empty() {
