@@ -5,25 +5,21 @@
 //! to the wall clock ([`WallAnchor`], re-anchoring when the clock jumps), and emits every GOP to a
 //! [`GopWriter`] whose thread does the blocking store I/O. A change of stream parameters closes
 //! the GOP in progress and the next one carries the new parameters (the store starts a new
-//! segment). `mode = "continuous"` writes every GOP; in events mode an [`EventGate`] keeps GOPs
-//! in a [`PreRoll`] ring in RAM until an [`EventTrigger`] fires (the sensors work wires triggers
-//! to it; `run` does not start events-mode cameras yet).
+//! segment). `mode = "continuous"` writes every GOP; `mode = "events"` will keep GOPs in a
+//! [`PreRoll`] ring in RAM until a trigger (wired by the sensors work) asks for them.
 //!
-//! Layout: `gop` (assembly), `preroll` (the RAM ring), `events` (the gate), `writer` (the
-//! blocking hand-off), `store_sink` (the store's camera writer as a [`GopSink`]).
+//! Layout: `gop` (assembly), `preroll` (the RAM ring), `writer` (the blocking hand-off).
 
-mod events;
 mod gop;
 mod preroll;
 mod store_sink;
 mod writer;
 
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
 
-pub use events::EventGate;
 pub use gop::GopAssembler;
 pub use preroll::PreRoll;
 pub use writer::{GopSink, GopWriter, WriterCounters, QUEUE_GOPS};
@@ -35,27 +31,14 @@ use crate::media::Gop;
 use crate::shutdown::Shutdown;
 use crate::time::{Anchoring, Clock, WallAnchor};
 
-/// Feeds one camera's sessions into GOPs and hands them to the writer: every GOP (continuous),
-/// or only those an [`EventGate`] lets through (events). The camera task's [`IngestHandler`].
+/// Feeds one camera's sessions into GOPs and hands them to the writer. The [`IngestHandler`] of
+/// continuous recording.
 pub struct CameraRecorder {
     camera: String,
     clock: Arc<dyn Clock>,
     anchor: WallAnchor,
     assembler: GopAssembler,
     writer: GopWriter,
-    events: Option<(EventGate, mpsc::Receiver<()>)>,
-}
-
-/// Fires events into a recorder in events mode; cheap to clone, usable from any thread or task.
-/// A trigger takes effect at the recorder's next frame (within one frame interval).
-#[derive(Clone, Debug)]
-pub struct EventTrigger(mpsc::Sender<()>);
-
-impl EventTrigger {
-    /// An event now. Returns false when the recorder is gone.
-    pub fn fire(&self) -> bool {
-        self.0.send(()).is_ok()
-    }
 }
 
 impl CameraRecorder {
@@ -67,57 +50,19 @@ impl CameraRecorder {
             anchor: WallAnchor::new(),
             assembler: GopAssembler::new(),
             writer,
-            events: None,
-        }
-    }
-
-    /// A recorder in events mode: GOPs wait in `gate`'s pre-roll until the returned trigger
-    /// fires.
-    pub fn with_events(
-        camera: &str,
-        clock: Arc<dyn Clock>,
-        writer: GopWriter,
-        gate: EventGate,
-    ) -> (Self, EventTrigger) {
-        let (sender, receiver) = mpsc::channel();
-        let mut recorder = Self::new(camera, clock, writer);
-        recorder.events = Some((gate, receiver));
-        (recorder, EventTrigger(sender))
-    }
-
-    /// Applies triggers that arrived since the last frame: the pre-roll goes to the writer.
-    fn take_triggers(&mut self) {
-        let Some((gate, triggers)) = self.events.as_mut() else {
-            return;
-        };
-        let mut fired = false;
-        while triggers.try_recv().is_ok() {
-            fired = true;
-        }
-        if fired {
-            let now_wall_ms = self.clock.now_wall_ms();
-            for gop in gate.trigger(now_wall_ms) {
-                self.writer.offer(gop);
-            }
         }
     }
 
     /// Flushes the GOP in progress and closes the writer (waits for the store to close).
     pub async fn close(mut self) -> Result<(), String> {
         if let Some(gop) = self.assembler.finish() {
-            self.deliver(gop);
+            self.writer.offer(gop);
         }
         self.writer.close().await
     }
 
-    fn deliver(&mut self, gop: Gop) {
-        let gop = match self.events.as_mut() {
-            None => Some(gop),
-            Some((gate, _)) => gate.admit(gop),
-        };
-        if let Some(gop) = gop {
-            self.writer.offer(gop);
-        }
+    fn deliver(&self, gop: Gop) {
+        self.writer.offer(gop);
     }
 }
 
@@ -144,7 +89,6 @@ impl IngestHandler for CameraRecorder {
                 }
             }
             IngestEvent::Video(frame) => {
-                self.take_triggers();
                 let now_wall_ms = self.clock.now_wall_ms();
                 let anchor = &mut self.anchor;
                 let camera = &self.camera;
@@ -306,41 +250,5 @@ pub(crate) mod tests {
         );
         assert_eq!(gops.iter().map(|g| g.frames.len()).sum::<usize>(), 100);
         assert!(gops.iter().all(|g| g.last_frame_duration_90k == 3_600));
-    }
-
-    /// Events mode, 1 s GOPs, 2 s pre-roll, 1 s post-roll, one event 5 s in: the two GOPs before
-    /// the event's GOP, that GOP, and the GOPs starting within the post-roll are written.
-    #[tokio::test]
-    async fn events_mode_writes_pre_roll_event_and_post_roll_only() {
-        let sink = writer::tests::MemorySink::default();
-        let base_ms = 1_764_000_000_000;
-        let clock = Arc::new(ManualClock(AtomicI64::new(base_ms)));
-        let writer = GopWriter::spawn("cam", sink.clone(), Duration::from_secs(1)).unwrap();
-        let gate = EventGate::new(Duration::from_secs(2), usize::MAX, Duration::from_secs(1));
-        let (mut recorder, trigger) =
-            CameraRecorder::with_events("cam", clock.clone(), writer, gate);
-        recorder.session_started();
-        recorder.event(IngestEvent::Params(Arc::new(test_params())));
-        for n in 0..250i64 {
-            clock.0.store(base_ms + n * 40, Ordering::Relaxed);
-            if n == 125 {
-                assert!(trigger.fire());
-            }
-            recorder.event(IngestEvent::Video(VideoFrame {
-                pts_90k: n * 3_600,
-                is_key: n % 25 == 0,
-                data: Bytes::from_static(&[0, 0, 0, 1, 0x26]),
-            }));
-        }
-        recorder.session_ended();
-        recorder.close().await.unwrap();
-        let starts: Vec<i64> = sink
-            .gops
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|g| (g.start_wall_ms - base_ms) / 1000)
-            .collect();
-        assert_eq!(starts, vec![2, 3, 4, 5, 6]);
     }
 }
