@@ -2,7 +2,8 @@
 //! (tests drive it without spawning the binary); `cli` only parses arguments, installs the signal
 //! handlers and maps results to exit codes.
 //!
-//! `record` and `run` open the store on a blocking thread, start one task per camera on the
+//! `record` and `run` open the store on a blocking thread, start one task per camera (and, for
+//! `run` with `[http]`, the HTTP API of [`crate::serve`]) on the
 //! caller's tokio runtime ([`crate::record::record_continuous`]), and return once every camera
 //! has stopped and closed its recording (after the shutdown signal, or when `record` gives up on
 //! a refused password).
@@ -14,13 +15,14 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::config::{self, Config, ConfigError, RecordModeConfig};
+use crate::config::{self, Config, ConfigError, HttpConfig, RecordModeConfig};
 use crate::ingest::{
     AuthFailurePolicy, CameraSource, CameraStatus, IngestErrorKind, IngestOptions, SourceError,
     Transport,
 };
 use crate::media::TIMESCALE_90K;
 use crate::record::{self, RecordError};
+use crate::serve::{self, HttpServer};
 use crate::shutdown::Shutdown;
 use crate::store::{
     InitOptions, InitProgress, Store, StoreError, WriterOptions, DEFAULT_SLOT_BYTES,
@@ -74,6 +76,9 @@ pub enum DaemonError {
     /// The config is unusable.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The HTTP API could not start (token, or the listen address).
+    #[error("http: {0}")]
+    Http(String),
     /// Something the box cannot do yet.
     #[error("{0}")]
     Unsupported(String),
@@ -226,6 +231,10 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), DaemonError> 
     }
     let dir = config.storage.dir.clone();
     let store = blocking(move || Store::open(&dir)).await??;
+    let http = match &config.http {
+        Some(http) => Some(start_http(http, &store, shutdown.clone()).await?),
+        None => None,
+    };
     let options = IngestOptions {
         on_unauthorized: AuthFailurePolicy::RetrySlowly,
         ..IngestOptions::default()
@@ -266,7 +275,46 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), DaemonError> 
             }
         }
     }
+    if let Some(http) = http {
+        stop_http(http).await;
+    }
     first_error.map_or(Ok(()), Err)
+}
+
+/// Resolves the API token, binds `[http] listen` and serves until `shutdown`.
+async fn start_http(
+    http: &HttpConfig,
+    store: &Store,
+    mut shutdown: Shutdown,
+) -> Result<tokio::task::JoinHandle<()>, DaemonError> {
+    let (config, dir) = (http.clone(), store.dir().to_owned());
+    let (token, source) = blocking(move || serve::resolve_token(&config, &dir))
+        .await?
+        .map_err(|e| DaemonError::Http(e.to_string()))?;
+    tracing::info!(token_from = %source, "http API token");
+    let server = HttpServer::bind(http.listen, store.clone(), token)
+        .await
+        .map_err(|e| DaemonError::Http(format!("cannot listen on {}: {e}", http.listen)))?;
+    Ok(tokio::spawn(async move {
+        if let Err(error) = server
+            .serve(async move { shutdown.requested().await })
+            .await
+        {
+            tracing::error!(%error, "http API stopped");
+        }
+    }))
+}
+
+/// Waits for the HTTP API to finish the requests in flight after shutdown, but not for ever: a
+/// client pulling a long clip over a slow link must not hold the box's exit.
+async fn stop_http(http: tokio::task::JoinHandle<()>) {
+    // Five seconds: enough for a listing or the end of a short clip; systemd waits 90 s.
+    const HTTP_DRAIN: Duration = Duration::from_secs(5);
+    let abort = http.abort_handle();
+    if tokio::time::timeout(HTTP_DRAIN, http).await.is_err() {
+        tracing::warn!("http API: downloads still running at shutdown were cut off");
+        abort.abort();
+    }
 }
 
 fn log_counters(camera: &str, counters: &record::WriterCounters) {

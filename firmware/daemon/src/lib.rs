@@ -38,6 +38,7 @@ pub mod media;
 pub mod mux;
 pub mod publish;
 pub mod record;
+pub mod serve;
 pub mod shutdown;
 pub mod simcam;
 pub mod state;
