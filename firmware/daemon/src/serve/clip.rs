@@ -260,6 +260,30 @@ impl ClipPlan {
             .unwrap_or(0)
     }
 
+    /// An entity tag naming exactly these bytes: the init segment and every fragment's segment,
+    /// index and checksum. A resumed download sends it back (`If-Range`) so it is never
+    /// continued with the bytes of a different clip (the ring moved on in between).
+    pub fn etag(&self) -> String {
+        let mut digest = crate::store::format::CRC32C.digest();
+        digest.update(self.camera.as_bytes());
+        digest.update(&self.init);
+        for planned in &self.fragments {
+            let segment_id = self
+                .segments
+                .get(planned.segment as usize)
+                .map_or(0, |s| s.segment_id);
+            digest.update(&segment_id.to_be_bytes());
+            digest.update(&planned.fragment.index.to_be_bytes());
+            digest.update(&planned.fragment.crc.to_be_bytes());
+        }
+        format!(
+            "\"{:08x}-{:x}-{:x}\"",
+            digest.finalize(),
+            self.fragments.len(),
+            self.total_len
+        )
+    }
+
     /// Set when the clip ends before the asked end because the stream changed.
     pub fn truncation(&self) -> Option<&Truncation> {
         self.truncation.as_ref()

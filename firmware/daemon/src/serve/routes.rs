@@ -282,7 +282,16 @@ async fn clip(
     };
     let plan = Arc::new(plan);
     let total = plan.total_len();
-    let range_header = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+    let etag = plan.etag();
+    // A range applies only to the clip the client has the beginning of (RFC 9110 If-Range).
+    let same_clip = headers
+        .get(header::IF_RANGE)
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|tag| tag == etag);
+    let range_header = headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .filter(|_| same_clip);
     let (status, range) = match parse_range(range_header, total) {
         RangeRequest::Whole => (StatusCode::OK, None),
         RangeRequest::Part(range) => (StatusCode::PARTIAL_CONTENT, Some(range)),
@@ -316,6 +325,7 @@ async fn clip(
     insert(&mut response, header::CONTENT_TYPE, "video/mp4".into());
     insert(&mut response, header::CONTENT_LENGTH, length.to_string());
     insert(&mut response, header::ACCEPT_RANGES, "bytes".into());
+    insert(&mut response, header::ETAG, etag);
     if let Some(range) = range {
         insert(
             &mut response,
