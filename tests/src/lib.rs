@@ -4,9 +4,12 @@
 pub mod aac;
 pub mod bins;
 pub mod clips;
+pub mod edgenvr_box;
 pub mod ffprobe;
 pub mod gops;
 pub mod h26x;
+pub mod line_sink;
+pub mod mosquitto;
 pub mod process;
 pub mod recording;
 pub mod rtsp_server;

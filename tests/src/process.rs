@@ -97,6 +97,18 @@ impl Process {
         self.wait_for_lines(needle, 1, timeout)
     }
 
+    /// Waits for the `listening NAME ADDR` line `edgenvr` logs when its `NAME` listener (`state`,
+    /// `http`, `control`, `rtsp`) is bound; returns `ADDR` as logged.
+    pub fn wait_for_listener(&self, name: &str, timeout: Duration) -> anyhow::Result<String> {
+        let needle = format!("listening {name} ");
+        let line = self.wait_for_line(&needle, timeout)?;
+        line.split(&needle)
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow::anyhow!("{}: no address in {line:?}", self.name))
+    }
+
     /// Everything written to stderr so far (complete once the process exited and [`Process::wait`]
     /// returned).
     pub fn stderr(&self) -> String {
