@@ -13,3 +13,4 @@ pub mod mosquitto;
 pub mod process;
 pub mod recording;
 pub mod rtsp_server;
+pub mod test_store;

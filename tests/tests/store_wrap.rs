@@ -13,9 +13,7 @@ use edgenvr_tests::bins;
 use edgenvr_tests::ffprobe::{count_video_frames, decode_errors};
 use edgenvr_tests::gops::gops;
 use edgenvr_tests::h26x::{encode_test_stream, Codec};
-
-/// Wall-clock start of the recording: 2026-01-01T00:00:00Z.
-const WALL_START_MS: i64 = 1_767_225_600_000;
+use edgenvr_tests::test_store::{record_gops, WALL_START_MS};
 
 /// Every file under `dir`: path → (inode, size, modification is not compared: slots are written).
 fn snapshot(dir: &Path) -> BTreeMap<String, (u64, u64)> {
@@ -64,22 +62,18 @@ fn a_tiny_ring_wraps_without_creating_files_and_each_slot_plays_only_its_newest_
     );
 
     let store = Store::open(&dir).unwrap();
-    let mut writer = store
-        .camera_writer(
-            "front",
-            WriterOptions {
-                segment_90k: 2 * 90_000,
-                sync_interval: Duration::from_secs(2),
-                share_slots: None,
-            },
-        )
-        .unwrap();
     let gops = gops(&stream, 0, WALL_START_MS);
     assert_eq!(gops.len(), 19);
-    for gop in &gops {
-        writer.append(gop).unwrap();
-    }
-    writer.close().unwrap();
+    record_gops(
+        &store,
+        WriterOptions {
+            segment_90k: 2 * 90_000,
+            sync_interval: Duration::from_secs(2),
+            share_slots: None,
+        },
+        &gops,
+    )
+    .unwrap();
     drop(store);
 
     assert_eq!(
