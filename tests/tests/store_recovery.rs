@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use edgenvr::store::{Store, WriterOptions};
 use edgenvr_tests::bins;
+use edgenvr_tests::clips::Codec;
 use edgenvr_tests::ffprobe::{count_video_frames, decode_errors};
 use edgenvr_tests::gops::gops;
-use edgenvr_tests::h26x::{encode_test_stream, Codec};
+use edgenvr_tests::h26x::encode_test_stream;
 use edgenvr_tests::test_store::{init_store_of_1mib_slots, record_gops, WALL_START_MS};
 
 fn edgenvr(args: &[&str]) -> std::process::Output {

@@ -10,9 +10,10 @@ use std::time::Duration;
 
 use edgenvr::store::{Store, WriterOptions};
 use edgenvr_tests::bins;
+use edgenvr_tests::clips::Codec;
 use edgenvr_tests::ffprobe::{count_video_frames, decode_errors};
 use edgenvr_tests::gops::gops;
-use edgenvr_tests::h26x::{encode_test_stream, Codec};
+use edgenvr_tests::h26x::encode_test_stream;
 use edgenvr_tests::test_store::{record_gops, WALL_START_MS};
 
 /// Every file under `dir`: path → (inode, size, modification is not compared: slots are written).
@@ -50,7 +51,7 @@ fn a_tiny_ring_wraps_without_creating_files_and_each_slot_plays_only_its_newest_
     let stream = encode_test_stream(work.path(), Codec::H264, 19).unwrap();
     let dir = work.path().join("store");
     let dir_arg = dir.to_str().unwrap();
-    // 4 slots of 256 KiB: 2 s of 320x240 testsrc fits one slot; 19 s wrap the ring twice.
+    // 4 slots of 256 KiB: 2 s of the 320x240 test clip fits one slot; 19 s wrap the ring twice.
     let init = edgenvr(&["store", "init", dir_arg, "--size", "1MiB", "--slots", "4"]);
     assert!(init.status.success(), "{init:?}");
     assert!(String::from_utf8_lossy(&init.stdout).contains("4 slots"));

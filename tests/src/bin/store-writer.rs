@@ -7,8 +7,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use edgenvr::store::{Store, WriterOptions};
+use edgenvr_tests::clips::Codec;
 use edgenvr_tests::gops::gops;
-use edgenvr_tests::h26x::{encode_test_stream, Codec};
+use edgenvr_tests::h26x::encode_test_stream;
 use edgenvr_tests::test_store::{CAMERA, WALL_START_MS};
 
 fn main() -> anyhow::Result<()> {
