@@ -1,7 +1,7 @@
 //! The real `edgenvr` box driven through its command line, as an installer or operator would:
-//! `store init`, `run --config` as a [`Process`] with its stderr log captured, and `sim set` for
-//! simulated sensors. Each call runs the built binary from [`crate::bins`] and blocks until it
-//! exits (except `run`, which returns the running process).
+//! `store init`, `run --config` and `record URL --dir DIR` as a [`Process`] with its stderr log
+//! captured, and `sim set` for simulated sensors. Each call runs the built binary from [`crate::bins`] and blocks until it
+//! exits (except `run` and `record`, which return the running process).
 
 use std::path::Path;
 
@@ -31,6 +31,20 @@ pub fn spawn_run(config: &Path) -> anyhow::Result<Process> {
         &["run", "--config", config_arg],
         &[("RUST_LOG", "info")],
     )
+}
+
+/// Starts `edgenvr record URL --dir DIR EXTRA_ARGS...` (e.g. `["--wrap", "4"]`) with the extra
+/// environment `envs`; killed on drop.
+pub fn spawn_record(
+    url: &str,
+    dir: &Path,
+    extra_args: &[&str],
+    envs: &[(&str, &str)],
+) -> anyhow::Result<Process> {
+    let dir_arg = dir.to_str().context("store path is not UTF-8")?;
+    let mut args = vec!["record", url, "--dir", dir_arg];
+    args.extend_from_slice(extra_args);
+    Process::spawn(&bins::edgenvr(), &args, envs)
 }
 
 /// `edgenvr sim set SENSOR LEVEL --config CONFIG`: drives a `backend = "sim"` sensor of the

@@ -5,9 +5,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use edgenvr_tests::bins;
 use edgenvr_tests::clips::{make_clip, Codec, FPS};
-use edgenvr_tests::process::Process;
+use edgenvr_tests::edgenvr_box::spawn_record;
 use edgenvr_tests::recording::playable_segments;
 use edgenvr_tests::rtsp_server::{RtspServer, ServerOptions};
 
@@ -36,7 +35,6 @@ fn audio_stream(file: &Path) -> anyhow::Result<(String, u64)> {
 
 #[test]
 fn aac_from_the_camera_is_recorded_with_the_video() -> anyhow::Result<()> {
-    let edgenvr = bins::edgenvr();
     let work = tempfile::tempdir()?;
     let clip = make_clip(work.path(), Codec::H264, 2)?;
     let server = RtspServer::start_with(
@@ -49,15 +47,7 @@ fn aac_from_the_camera_is_recorded_with_the_video() -> anyhow::Result<()> {
     let dir = work.path().join("store");
     std::fs::create_dir(&dir)?;
     let url = server.url("/cam", None);
-    let args = [
-        "record",
-        url.as_str(),
-        "--dir",
-        dir.to_str().unwrap_or_default(),
-        "--wrap",
-        "4",
-    ];
-    let mut recorder = Process::spawn(&edgenvr, &args, &[])?;
+    let mut recorder = spawn_record(&url, &dir, &["--wrap", "4"], &[])?;
     let params = recorder.wait_for_line("stream parameters", STEP_TIMEOUT)?;
     assert!(params.contains("audio=true"), "{params}");
     server.wait_frames("/cam", 4 * u64::from(FPS), STEP_TIMEOUT)?;
