@@ -44,6 +44,35 @@ pub fn count_packets(path: &Path, selector: &str) -> anyhow::Result<u64> {
     probe_count(path, "-count_packets", selector, "stream=nb_read_packets")
 }
 
+/// `(FIELD, frames read)` of stream `selector` (e.g. `v:0`, `a:0`) of `path`, from
+/// `-count_frames -show_entries stream=FIELD,nb_read_frames` (e.g. FIELD `width`, `codec_name`).
+/// Fails when the stream is missing or the frame count is not a number.
+pub fn field_and_frame_count(
+    path: &Path,
+    selector: &str,
+    field: &str,
+) -> anyhow::Result<(String, u64)> {
+    let output = Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", selector])
+        .args(["-show_entries", &format!("stream={field},nb_read_frames")])
+        .args(["-of", "csv=p=0"])
+        .arg(path)
+        .output()
+        .context("running ffprobe")?;
+    let text = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    let (value, frames) = text.split_once(',').with_context(|| {
+        format!(
+            "ffprobe {}: no stream {selector} ({text:?})",
+            path.display()
+        )
+    })?;
+    let frames = frames
+        .trim_end_matches(',')
+        .parse()
+        .with_context(|| format!("ffprobe {}: unexpected output {text:?}", path.display()))?;
+    Ok((value.to_owned(), frames))
+}
+
 /// Runs `ffprobe -v error COUNT_FLAG -select_streams SELECTOR -show_entries ENTRY` on `path` and
 /// parses the single number it prints; fails when ffprobe exits unsuccessfully or prints any
 /// error.

@@ -2,11 +2,11 @@
 //! segment plays with its audio in ffprobe/ffmpeg.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use edgenvr_tests::clips::{make_clip, Codec, FPS};
 use edgenvr_tests::edgenvr_box::spawn_record;
+use edgenvr_tests::ffprobe::field_and_frame_count;
 use edgenvr_tests::recording::playable_segments;
 use edgenvr_tests::rtsp_server::{RtspServer, ServerOptions};
 
@@ -16,21 +16,7 @@ const AAC_FRAMES_PER_SECOND: f64 = 16_000.0 / 1024.0;
 
 /// `(codec_name, frames)` of the first audio stream.
 fn audio_stream(file: &Path) -> anyhow::Result<(String, u64)> {
-    let out = Command::new("ffprobe")
-        .args(["-v", "error", "-count_frames", "-select_streams", "a:0"])
-        .args([
-            "-show_entries",
-            "stream=codec_name,nb_read_frames",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(file)
-        .output()?;
-    let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    let (name, frames) = text
-        .split_once(',')
-        .ok_or_else(|| anyhow::anyhow!("no audio stream in {}: {text:?}", file.display()))?;
-    Ok((name.to_owned(), frames.trim_end_matches(',').parse()?))
+    field_and_frame_count(file, "a:0", "codec_name")
 }
 
 #[test]

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use edgenvr_tests::clips::{concat_clips, make_clip, make_clip_sized, Codec, GOP_FRAMES};
 use edgenvr_tests::edgenvr_box::spawn_record;
-use edgenvr_tests::ffprobe::video_codec_name;
+use edgenvr_tests::ffprobe::{field_and_frame_count, video_codec_name};
 use edgenvr_tests::recording::playable_segments;
 use edgenvr_tests::rtsp_server::RtspServer;
 
@@ -78,21 +78,8 @@ fn twenty_five_seconds_in_ten_second_segments_h264_and_h265() -> anyhow::Result<
 
 /// `(width, frames)` of stream v:0.
 fn width_and_frames(file: &std::path::Path) -> anyhow::Result<(u32, u64)> {
-    let out = std::process::Command::new("ffprobe")
-        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
-        .args([
-            "-show_entries",
-            "stream=width,nb_read_frames",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(file)
-        .output()?;
-    let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    let (width, frames) = text
-        .split_once(',')
-        .ok_or_else(|| anyhow::anyhow!("ffprobe {}: {text:?}", file.display()))?;
-    Ok((width.parse()?, frames.trim_end_matches(',').parse()?))
+    let (width, frames) = field_and_frame_count(file, "v:0", "width")?;
+    Ok((width.parse()?, frames))
 }
 
 #[test]
