@@ -126,12 +126,7 @@ impl Process {
 
     /// Sends a signal by name (`TERM`, `INT`, `KILL`).
     pub fn signal(&self, name: &str) -> anyhow::Result<()> {
-        let status = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.child.id().to_string())
-            .status()?;
-        anyhow::ensure!(status.success(), "kill -{name} failed");
-        Ok(())
+        send_signal(self.child.id(), name)
     }
 
     /// Waits for the process to exit (and its stderr to be fully read).
@@ -184,4 +179,14 @@ pub fn run(program: &Path, args: &[&str]) -> anyhow::Result<(ExitStatus, String,
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     ))
+}
+
+/// Sends signal `name` (`TERM`, `KILL`, `STOP`, ...) to process `pid` with `kill(1)`.
+pub fn send_signal(pid: u32, name: &str) -> anyhow::Result<()> {
+    let status = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()?;
+    anyhow::ensure!(status.success(), "kill -{name} {pid} failed");
+    Ok(())
 }
