@@ -1,5 +1,7 @@
-//! Shared harness for edgenvr's end-to-end tests: locating the built binaries, starting real
-//! servers (gst-rtsp-server, mosquitto) on free ports, and checking files with ffprobe.
+//! Shared harness for edgenvr's end-to-end tests: locating the built binaries and driving the
+//! `edgenvr` CLI (`edgenvr_box`, `process`), starting real servers (gst-rtsp-server, mosquitto)
+//! on free ports, encoding test media with ffmpeg (`clips`, `h26x`, `aac`, `gops`), setting up
+//! stores (`test_store`), and checking what was written with ffprobe (`ffprobe`, `recording`).
 
 pub mod aac;
 pub mod bins;
