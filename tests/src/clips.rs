@@ -1,8 +1,11 @@
 //! Test video clips, encoded at test time with ffmpeg: low resolution, 25 fps, no B-frames, a
-//! closed GOP (IDR, as IP cameras send) every second, raw Annex-B, so the test RTSP server can loop them cheaply.
+//! closed GOP (IDR, as IP cameras send) every second, raw Annex-B files — looped cheaply by the
+//! test RTSP server, and split into frames by [`crate::h26x`] for the store tests.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use anyhow::Context;
 
 /// Frames per second of every clip.
 pub const FPS: u32 = 25;
@@ -54,7 +57,7 @@ pub fn make_clip_sized(
     ));
     let gop = GOP_FRAMES.to_string();
     let mut cmd = Command::new("ffmpeg");
-    cmd.args(["-v", "error", "-y", "-f", "lavfi", "-i"])
+    cmd.args(["-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i"])
         .arg(format!("testsrc2=size={width}x{height}:rate={FPS}"))
         .args(["-t", &seconds.to_string(), "-pix_fmt", "yuv420p"]);
     match codec {
@@ -83,7 +86,11 @@ pub fn make_clip_sized(
             "hevc",
         ]),
     };
-    let status = cmd.arg(&path).status()?;
+    let status = cmd
+        .arg(&path)
+        .stdin(std::process::Stdio::null())
+        .status()
+        .context("running ffmpeg")?;
     anyhow::ensure!(
         status.success(),
         "ffmpeg could not encode {}",

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use edgenvr::media::{Gop, StreamParams, VideoCodec, VideoFrame, VideoParams};
 
-use crate::h26x::{Codec, TestStream};
+use crate::clips::Codec;
+use crate::h26x::TestStream;
 
 /// 25 fps in 90 kHz ticks.
 pub const FRAME_DURATION_90K: i64 = 3600;

@@ -1,20 +1,12 @@
-//! H.264/H.265 test streams: encode a short clip with ffmpeg (libx264/libx265, no B-frames),
-//! split its Annex-B byte stream into NAL units and access units, and build the `avcC`/`hvcC`
-//! decoder configuration record — what `ingest` gets from a camera, without a camera.
+//! H.264/H.265 test streams: a clip from [`crate::clips`] (ffmpeg, no B-frames), its Annex-B
+//! byte stream split into NAL units and access units, and the `avcC`/`hvcC` decoder
+//! configuration record built — what `ingest` gets from a camera, without a camera.
 
 use std::path::Path;
-use std::process::Command;
 
 use anyhow::{bail, ensure, Context};
 
-/// Which codec a test stream uses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Codec {
-    /// H.264 (libx264).
-    H264,
-    /// H.265 (libx265).
-    H265,
-}
+use crate::clips::{make_clip, Codec};
 
 /// One access unit (a frame) in MP4 sample form.
 #[derive(Clone, Debug)]
@@ -37,54 +29,9 @@ pub struct TestStream {
     pub access_units: Vec<AccessUnit>,
 }
 
-/// Encodes `seconds` of ffmpeg's `testsrc` at 320x240, 25 fps, one key frame per second, no
-/// B-frames, into `dir`, and splits it.
+/// Encodes a `seconds`-long 320x240 clip into `dir` with [`make_clip`] and splits it.
 pub fn encode_test_stream(dir: &Path, codec: Codec, seconds: u32) -> anyhow::Result<TestStream> {
-    let (name, codec_args): (&str, &[&str]) = match codec {
-        Codec::H264 => (
-            "clip.h264",
-            &[
-                "-c:v",
-                "libx264",
-                "-bf",
-                "0",
-                "-g",
-                "25",
-                "-keyint_min",
-                "25",
-                "-sc_threshold",
-                "0",
-                "-f",
-                "h264",
-            ],
-        ),
-        Codec::H265 => (
-            "clip.h265",
-            &[
-                "-c:v",
-                "libx265",
-                "-x265-params",
-                "bframes=0:keyint=25:min-keyint=25:scenecut=0:log-level=error",
-                "-f",
-                "hevc",
-            ],
-        ),
-    };
-    let path = dir.join(name);
-    let status = Command::new("ffmpeg")
-        .args(["-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i"])
-        .arg("testsrc=size=320x240:rate=25")
-        .args(["-t", &seconds.to_string(), "-pix_fmt", "yuv420p"])
-        .args(codec_args)
-        .arg(&path)
-        .stdin(std::process::Stdio::null())
-        .status()
-        .context("running ffmpeg")?;
-    ensure!(
-        status.success(),
-        "ffmpeg failed encoding {}",
-        path.display()
-    );
+    let path = make_clip(dir, codec, seconds)?;
     let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
     split_stream(codec, &bytes)
 }

@@ -1,12 +1,18 @@
-//! Shared harness for edgenvr's end-to-end tests: locating the built binaries, starting real
-//! servers (gst-rtsp-server, mosquitto) on free ports, and checking files with ffprobe.
+//! Shared harness for edgenvr's end-to-end tests: locating the built binaries and driving the
+//! `edgenvr` CLI (`edgenvr_box`, `process`), starting real servers (gst-rtsp-server, mosquitto)
+//! on free ports, encoding test media with ffmpeg (`clips`, `h26x`, `aac`, `gops`), setting up
+//! stores (`test_store`), and checking what was written with ffprobe (`ffprobe`, `recording`).
 
 pub mod aac;
 pub mod bins;
 pub mod clips;
+pub mod edgenvr_box;
 pub mod ffprobe;
 pub mod gops;
 pub mod h26x;
+pub mod line_sink;
+pub mod mosquitto;
 pub mod process;
 pub mod recording;
 pub mod rtsp_server;
+pub mod test_store;

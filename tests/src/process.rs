@@ -97,6 +97,18 @@ impl Process {
         self.wait_for_lines(needle, 1, timeout)
     }
 
+    /// Waits for the `listening NAME ADDR` line `edgenvr` logs when its `NAME` listener (`state`,
+    /// `http`, `control`, `rtsp`) is bound; returns `ADDR` as logged.
+    pub fn wait_for_listener(&self, name: &str, timeout: Duration) -> anyhow::Result<String> {
+        let needle = format!("listening {name} ");
+        let line = self.wait_for_line(&needle, timeout)?;
+        line.split(&needle)
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow::anyhow!("{}: no address in {line:?}", self.name))
+    }
+
     /// Everything written to stderr so far (complete once the process exited and [`Process::wait`]
     /// returned).
     pub fn stderr(&self) -> String {
@@ -114,12 +126,7 @@ impl Process {
 
     /// Sends a signal by name (`TERM`, `INT`, `KILL`).
     pub fn signal(&self, name: &str) -> anyhow::Result<()> {
-        let status = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.child.id().to_string())
-            .status()?;
-        anyhow::ensure!(status.success(), "kill -{name} failed");
-        Ok(())
+        send_signal(self.child.id(), name)
     }
 
     /// Waits for the process to exit (and its stderr to be fully read).
@@ -172,4 +179,14 @@ pub fn run(program: &Path, args: &[&str]) -> anyhow::Result<(ExitStatus, String,
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     ))
+}
+
+/// Sends signal `name` (`TERM`, `KILL`, `STOP`, ...) to process `pid` with `kill(1)`.
+pub fn send_signal(pid: u32, name: &str) -> anyhow::Result<()> {
+    let status = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()?;
+    anyhow::ensure!(status.success(), "kill -{name} {pid} failed");
+    Ok(())
 }

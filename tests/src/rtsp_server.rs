@@ -207,12 +207,7 @@ impl RtspServer {
     /// Sends a signal by name (`STOP` freezes the server with its sockets open: a camera that
     /// hangs without closing the connection; `CONT` thaws it).
     pub fn signal(&self, name: &str) -> anyhow::Result<()> {
-        let status = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.child.id().to_string())
-            .status()?;
-        anyhow::ensure!(status.success(), "kill -{name} failed");
-        Ok(())
+        crate::process::send_signal(self.child.id(), name)
     }
 
     /// Kills the server at once (SIGKILL), as a crashing camera would vanish.

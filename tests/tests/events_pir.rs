@@ -20,8 +20,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use edgenvr::store::Store;
 use edgenvr_tests::bins;
 use edgenvr_tests::clips::{make_clip, Codec, FPS, GOP_FRAMES};
+use edgenvr_tests::edgenvr_box::{init_store, sim_set, spawn_run};
 use edgenvr_tests::ffprobe::{count_video_frames, decode_errors};
-use edgenvr_tests::process::{run, Process};
+use edgenvr_tests::process::run;
 use edgenvr_tests::rtsp_server::RtspServer;
 use nvrctl::client::StateConnection;
 use nvrctl::view::SensorValue as SeenValue;
@@ -66,22 +67,6 @@ fn hash_slots(store: &Path) -> Vec<(PathBuf, u64)> {
         .collect()
 }
 
-fn sim_set(config: &Path, level: &str) {
-    let (status, out, err) = run(
-        &bins::edgenvr(),
-        &[
-            "sim",
-            "set",
-            "pir-hall",
-            level,
-            "--config",
-            config.to_str().expect("utf-8 path"),
-        ],
-    )
-    .expect("edgenvr sim set");
-    assert!(status.success(), "sim set {level}: {out}{err}");
-}
-
 /// Reads the state port until `want(sensor name → value)` holds.
 fn wait_state(
     connection: &mut StateConnection,
@@ -117,14 +102,7 @@ fn a_sim_pir_edge_records_one_event_with_pre_and_post_roll_and_idle_writes_nothi
     let store = work.path().join("store");
     let edgenvr = bins::edgenvr();
     let store_arg = store.to_str().unwrap();
-    let (status, out, err) = run(
-        &edgenvr,
-        &[
-            "store", "init", store_arg, "--size", "16MiB", "--slots", "8",
-        ],
-    )
-    .unwrap();
-    assert!(status.success(), "store init: {out}{err}");
+    init_store(&store, &["--size", "16MiB", "--slots", "8"]).unwrap();
 
     let config = work.path().join("config.toml");
     std::fs::write(
@@ -173,23 +151,10 @@ triggers = ["pir-hall"]
     .unwrap();
     assert!(status.success(), "check-config: {out}{err}");
 
-    let mut edgenvr_box = Process::spawn(
-        &edgenvr,
-        &["run", "--config", config.to_str().unwrap()],
-        &[("RUST_LOG", "info")],
-    )
-    .unwrap();
-    let state_line = edgenvr_box
-        .wait_for_line("listening state ", HANG_GUARD)
-        .unwrap();
-    let state_addr = state_line
-        .split("listening state ")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap()
-        .to_owned();
+    let mut edgenvr_box = spawn_run(&config).unwrap();
+    let state_addr = edgenvr_box.wait_for_listener("state", HANG_GUARD).unwrap();
     edgenvr_box
-        .wait_for_line("listening control ", HANG_GUARD)
+        .wait_for_listener("control", HANG_GUARD)
         .unwrap();
     // A sensor whose pin cannot be opened is named in the log and left out; the box runs on.
     edgenvr_box
@@ -234,7 +199,7 @@ triggers = ["pir-hall"]
 
     // Motion for about a second.
     let high_ms = now_ms();
-    sim_set(&config, "high");
+    sim_set(&config, "pir-hall", "high").unwrap();
     wait_state(&mut state, "pir-hall on", |value| {
         value("pir-hall") == Some(SeenValue::Binary(true))
     });
@@ -249,7 +214,7 @@ triggers = ["pir-hall"]
         .wait_frames("/hall", sent + u64::from(GOP_FRAMES), HANG_GUARD)
         .unwrap();
     let low_ms = now_ms();
-    sim_set(&config, "low");
+    sim_set(&config, "pir-hall", "low").unwrap();
     wait_state(&mut state, "pir-hall off again", |value| {
         value("pir-hall") == Some(SeenValue::Binary(false))
     });

@@ -5,52 +5,16 @@
 //! MQTT publisher to one bus. No camera: the state path needs no video.
 
 use std::io::{BufRead, BufReader};
-use std::net::{TcpListener, TcpStream};
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use edgenvr_tests::bins;
-use edgenvr_tests::process::{run, Process};
+use edgenvr_tests::edgenvr_box::{init_store, sim_set, spawn_run};
+use edgenvr_tests::mosquitto::Broker;
 
 /// Guards against a hang only.
 const HANG_GUARD: Duration = Duration::from_secs(30);
-
-/// mosquitto on a free loopback port, killed on drop.
-struct Broker {
-    child: Child,
-    port: u16,
-}
-
-impl Broker {
-    fn start() -> Broker {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .expect("a free port")
-            .port();
-        let child = Command::new("mosquitto")
-            .args(["-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mosquitto is installed");
-        // Ready once it accepts a connection: nothing to await but the port itself.
-        let deadline = Instant::now() + HANG_GUARD;
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "mosquitto did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Broker { child, port }
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// `nvrctl watch ... --json` with its JSON lines arriving on a channel; killed on drop.
 struct Watcher {
@@ -105,42 +69,12 @@ impl Drop for Watcher {
     }
 }
 
-fn sim_set(config: &Path, level: &str) {
-    let (status, out, err) = run(
-        &bins::edgenvr(),
-        &[
-            "sim",
-            "set",
-            "pir-hall",
-            level,
-            "--config",
-            config.to_str().expect("utf-8 path"),
-        ],
-    )
-    .expect("edgenvr sim set");
-    assert!(status.success(), "sim set {level}: {out}{err}");
-}
-
 #[test]
 fn a_sim_pir_reaches_nvrctl_over_tcp_and_mqtt_from_the_running_box() {
     let work = tempfile::tempdir().unwrap();
-    let broker = Broker::start();
-    let edgenvr = bins::edgenvr();
+    let broker = Broker::start().expect("mosquitto starts");
     let store = work.path().join("store");
-    let (status, out, err) = run(
-        &edgenvr,
-        &[
-            "store",
-            "init",
-            store.to_str().unwrap(),
-            "--size",
-            "1MiB",
-            "--slots",
-            "4",
-        ],
-    )
-    .unwrap();
-    assert!(status.success(), "store init: {out}{err}");
+    init_store(&store, &["--size", "1MiB", "--slots", "4"]).unwrap();
     let config = work.path().join("config.toml");
     std::fs::write(
         &config,
@@ -164,42 +98,29 @@ backend = "sim"
 debounce = "50ms"
 "#,
             store = store.display(),
-            port = broker.port,
+            port = broker.port(),
             socket = work.path().join("control.sock").display(),
         ),
     )
     .unwrap();
-    let mut edgenvr_box = Process::spawn(
-        &edgenvr,
-        &["run", "--config", config.to_str().unwrap()],
-        &[("RUST_LOG", "info")],
-    )
-    .unwrap();
-    let state_line = edgenvr_box
-        .wait_for_line("listening state ", HANG_GUARD)
-        .unwrap();
-    let state_addr = state_line
-        .split("listening state ")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap()
-        .to_owned();
+    let mut edgenvr_box = spawn_run(&config).unwrap();
+    let state_addr = edgenvr_box.wait_for_listener("state", HANG_GUARD).unwrap();
     edgenvr_box
-        .wait_for_line("listening control ", HANG_GUARD)
+        .wait_for_listener("control", HANG_GUARD)
         .unwrap();
 
     let tcp = Watcher::start(&["watch", &state_addr]);
-    let mqtt_url = format!("mqtt://127.0.0.1:{}", broker.port);
+    let mqtt_url = broker.url();
     let mqtt = Watcher::start(&["watch", "--mqtt", &mqtt_url]);
     // Both start from the snapshot: the PIR quiet, and the box's health sensors present.
     for watcher in [&tcp, &mqtt] {
         watcher.wait_for("pir-hall", serde_json::json!(false));
         watcher.wait_for("storage_endurance_used", serde_json::json!(0.0));
     }
-    sim_set(&config, "high");
+    sim_set(&config, "pir-hall", "high").unwrap();
     tcp.wait_for("pir-hall", serde_json::json!(true));
     mqtt.wait_for("pir-hall", serde_json::json!(true));
-    sim_set(&config, "low");
+    sim_set(&config, "pir-hall", "low").unwrap();
     tcp.wait_for("pir-hall", serde_json::json!(false));
     mqtt.wait_for("pir-hall", serde_json::json!(false));
 

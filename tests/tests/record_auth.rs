@@ -4,9 +4,8 @@
 
 use std::time::Duration;
 
-use edgenvr_tests::bins;
 use edgenvr_tests::clips::{make_clip, Codec};
-use edgenvr_tests::process::Process;
+use edgenvr_tests::edgenvr_box::spawn_record;
 use edgenvr_tests::recording::playable_segments;
 use edgenvr_tests::rtsp_server::RtspServer;
 
@@ -16,7 +15,6 @@ const EXIT_UNAUTHORIZED: i32 = 3;
 
 #[test]
 fn right_password_records_wrong_one_fails_clearly() -> anyhow::Result<()> {
-    let edgenvr = bins::edgenvr();
     let work = tempfile::tempdir()?;
     let clip = make_clip(work.path(), Codec::H264, 2)?;
     let server = RtspServer::start(&[("/cam", &clip)], Some(("viewer", "c0rrect-horse")))?;
@@ -26,11 +24,10 @@ fn right_password_records_wrong_one_fails_clearly() -> anyhow::Result<()> {
 
     let good_dir = work.path().join("good");
     std::fs::create_dir(&good_dir)?;
-    let dir = good_dir.to_str().unwrap_or_default();
-    let args = ["record", url.as_str(), "--dir", dir, "--wrap", "4"];
-    let mut recorder = Process::spawn(
-        &edgenvr,
-        &args,
+    let mut recorder = spawn_record(
+        &url,
+        &good_dir,
+        &["--wrap", "4"],
         &[("EDGENVR_RTSP_PASSWORD", "c0rrect-horse")],
     )?;
     recorder.wait_for_line("streaming", STEP_TIMEOUT)?;
@@ -44,9 +41,7 @@ fn right_password_records_wrong_one_fails_clearly() -> anyhow::Result<()> {
     let bad_dir = work.path().join("bad");
     std::fs::create_dir(&bad_dir)?;
     let bad_url = server.url("/cam", Some(("viewer", "wr0ng-guess")));
-    let dir = bad_dir.to_str().unwrap_or_default();
-    let args = ["record", bad_url.as_str(), "--dir", dir, "--wrap", "4"];
-    let mut recorder = Process::spawn(&edgenvr, &args, &[])?;
+    let mut recorder = spawn_record(&bad_url, &bad_dir, &["--wrap", "4"], &[])?;
     let status = recorder.wait(STEP_TIMEOUT)?;
     let stderr = recorder.stderr();
     assert_eq!(status.code(), Some(EXIT_UNAUTHORIZED), "{stderr}");

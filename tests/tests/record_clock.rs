@@ -9,11 +9,13 @@ use std::time::Duration;
 
 use edgenvr::ingest::{IngestEvent, IngestHandler};
 use edgenvr::record::{CameraRecorder, GopWriter};
-use edgenvr::store::{init_store, InitOptions, Store, WriterOptions};
+use edgenvr::store::{Store, WriterOptions};
 use edgenvr::time::Clock;
+use edgenvr_tests::clips::Codec;
 use edgenvr_tests::ffprobe::{count_video_frames, decode_errors};
 use edgenvr_tests::gops::{gops, stream_params};
-use edgenvr_tests::h26x::{encode_test_stream, Codec};
+use edgenvr_tests::h26x::encode_test_stream;
+use edgenvr_tests::test_store::init_store_of_1mib_slots;
 
 /// A clock the test sets by hand.
 struct ManualClock(AtomicI64);
@@ -34,12 +36,7 @@ fn recording_continues_across_an_ntp_step_and_the_listing_says_so() -> anyhow::R
     let work = tempfile::tempdir()?;
     let stream = encode_test_stream(work.path(), Codec::H264, 12)?;
     let dir = work.path().join("store");
-    let layout = InitOptions {
-        size_bytes: 8 << 20,
-        slot_bytes: Some(1 << 20),
-        slot_count: None,
-    };
-    init_store(&dir, &layout, &mut |_| {})?;
+    init_store_of_1mib_slots(&dir, 8 << 20)?;
     let store = Store::open(&dir)?;
     let writer = store.camera_writer(
         "front",

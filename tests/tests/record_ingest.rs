@@ -53,6 +53,33 @@ fn collector(stop_after: usize) -> (Collect, Shutdown) {
     )
 }
 
+/// One `ingest::run` of `url` on `rt` that stops after `stop_after` frames (or when ingest
+/// returns by itself): ingest's result, what was collected, and the camera status it ended in.
+fn ingest_frames(
+    rt: &tokio::runtime::Runtime,
+    url: &str,
+    transport: Transport,
+    options: &ingest::IngestOptions,
+    stop_after: usize,
+) -> anyhow::Result<(
+    Result<(), ingest::IngestError>,
+    Collect,
+    ingest::CameraStatus,
+)> {
+    let source = CameraSource::new("cam", url, None, transport)?;
+    let (mut collect, shutdown) = collector(stop_after);
+    let (status, _) = tokio::sync::watch::channel(ingest::CameraStatus::Connecting);
+    let result = rt.block_on(ingest::run(
+        &source,
+        options,
+        shutdown,
+        &status,
+        &mut collect,
+    ));
+    let final_status = status.borrow().clone();
+    Ok((result, collect, final_status))
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -72,18 +99,15 @@ fn h264_and_h265_frames_and_parameters() -> anyhow::Result<()> {
         ("/h265", VideoCodec::H265, Transport::Tcp),
         ("/h264", VideoCodec::H264, Transport::Udp),
     ] {
-        let source = CameraSource::new("cam", &server.url(path, None), None, transport)?;
         // Two and a bit GOPs: enough to see key frames recur.
-        let (mut collect, shutdown) = collector(2 * GOP_FRAMES as usize + 5);
-        let (status, _) = tokio::sync::watch::channel(ingest::CameraStatus::Connecting);
-        let options = ingest::IngestOptions::default();
-        rt.block_on(ingest::run(
-            &source,
-            &options,
-            shutdown,
-            &status,
-            &mut collect,
-        ))?;
+        let (result, collect, _) = ingest_frames(
+            &rt,
+            &server.url(path, None),
+            transport,
+            &ingest::IngestOptions::default(),
+            2 * GOP_FRAMES as usize + 5,
+        )?;
+        result?;
 
         assert_eq!(collect.sessions, 1, "{path} {transport}");
         let params = collect.params.first().expect("parameters before frames");
@@ -138,39 +162,20 @@ fn digest_auth_right_password_streams_wrong_one_fails_without_leaking() -> anyho
         ..Default::default()
     };
 
-    let good = CameraSource::new(
-        "cam",
-        &server.url("/h264", Some(("viewer", "s3cret-pw"))),
-        None,
-        Transport::Tcp,
-    )?;
-    let (mut collect, shutdown) = collector(10);
-    let (status, _) = tokio::sync::watch::channel(ingest::CameraStatus::Connecting);
-    rt.block_on(ingest::run(
-        &good,
-        &options,
-        shutdown,
-        &status,
-        &mut collect,
-    ))?;
+    let good_url = server.url("/h264", Some(("viewer", "s3cret-pw")));
+    let (result, collect, _) = ingest_frames(&rt, &good_url, Transport::Tcp, &options, 10)?;
+    result?;
     assert_eq!(collect.frames.len(), 10);
 
-    let bad = CameraSource::new(
-        "cam",
-        &server.url("/h264", Some(("viewer", "wr0ng-guess"))),
-        None,
-        Transport::Tcp,
-    )?;
-    let (mut collect, shutdown) = collector(10);
-    let error = rt
-        .block_on(ingest::run(&bad, &options, shutdown, &status, &mut collect))
-        .expect_err("a wrong password must fail");
+    let bad_url = server.url("/h264", Some(("viewer", "wr0ng-guess")));
+    let (result, collect, status) = ingest_frames(&rt, &bad_url, Transport::Tcp, &options, 10)?;
+    let error = result.expect_err("a wrong password must fail");
     assert_eq!(error.kind(), ingest::IngestErrorKind::Unauthorized);
     let message = error.to_string();
     assert!(message.contains("401"), "{message}");
     assert!(!message.contains("wr0ng-guess"), "{message}");
     assert!(collect.frames.is_empty());
-    assert_eq!(*status.borrow(), ingest::CameraStatus::Stopped);
+    assert_eq!(status, ingest::CameraStatus::Stopped);
     Ok(())
 }
 
@@ -184,22 +189,14 @@ fn basic_auth_is_accepted_too() -> anyhow::Result<()> {
         ..ServerOptions::default()
     };
     let server = RtspServer::start_with(&[("/h264", &h264)], options)?;
-    let source = CameraSource::new(
-        "cam",
+    let (result, collect, _) = ingest_frames(
+        &runtime(),
         &server.url("/h264", Some(("viewer", "b4sic-pw"))),
-        None,
         Transport::Tcp,
+        &ingest::IngestOptions::default(),
+        10,
     )?;
-    let (mut collect, shutdown) = collector(10);
-    let (status, _) = tokio::sync::watch::channel(ingest::CameraStatus::Connecting);
-    let options = ingest::IngestOptions::default();
-    runtime().block_on(ingest::run(
-        &source,
-        &options,
-        shutdown,
-        &status,
-        &mut collect,
-    ))?;
+    result?;
     assert_eq!(collect.frames.len(), 10);
     Ok(())
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use edgenvr_tests::bins;
 use edgenvr_tests::clips::{make_clip, Codec, GOP_FRAMES};
+use edgenvr_tests::edgenvr_box::spawn_record;
 use edgenvr_tests::process::Process;
 use edgenvr_tests::recording::{playable_segments, store_ls};
 use edgenvr_tests::rtsp_server::RtspServer;
@@ -17,21 +18,13 @@ const STEP_TIMEOUT: Duration = Duration::from_secs(40);
 /// Frames to let through between steps: three one-second GOPs.
 const SOME_FRAMES: u64 = 3 * GOP_FRAMES as u64;
 
-fn start_recorder(edgenvr: &Path, url: &str, dir: &Path) -> anyhow::Result<Process> {
-    let dir = dir.to_str().unwrap_or_default();
-    let args = [
-        "record",
+fn start_recorder(url: &str, dir: &Path) -> anyhow::Result<Process> {
+    spawn_record(
         url,
-        "--dir",
         dir,
-        "--segment",
-        "10s",
-        "--wrap",
-        "8",
-        "--name",
-        "front",
-    ];
-    Process::spawn(edgenvr, &args, &[])
+        &["--segment", "10s", "--wrap", "8", "--name", "front"],
+        &[],
+    )
 }
 
 #[test]
@@ -43,7 +36,7 @@ fn reconnects_after_the_server_restarts_and_the_gap_is_listed() -> anyhow::Resul
     let url = server.url("/cam", None);
     let dir = work.path().join("store");
     std::fs::create_dir(&dir)?;
-    let mut recorder = start_recorder(&edgenvr, &url, &dir)?;
+    let mut recorder = start_recorder(&url, &dir)?;
 
     recorder.wait_for_line("streaming", STEP_TIMEOUT)?;
     server.wait_frames("/cam", SOME_FRAMES, STEP_TIMEOUT)?;
@@ -77,13 +70,12 @@ fn reconnects_after_the_server_restarts_and_the_gap_is_listed() -> anyhow::Resul
 #[test]
 fn a_camera_that_hangs_with_the_connection_open_is_detected_and_reconnected() -> anyhow::Result<()>
 {
-    let edgenvr = bins::edgenvr();
     let work = tempfile::tempdir()?;
     let clip = make_clip(work.path(), Codec::H264, 2)?;
     let server = RtspServer::start(&[("/cam", &clip)], None)?;
     let dir = work.path().join("store");
     std::fs::create_dir(&dir)?;
-    let mut recorder = start_recorder(&edgenvr, &server.url("/cam", None), &dir)?;
+    let mut recorder = start_recorder(&server.url("/cam", None), &dir)?;
     recorder.wait_for_line("streaming", STEP_TIMEOUT)?;
     server.wait_frames("/cam", SOME_FRAMES, STEP_TIMEOUT)?;
     // Frozen: the TCP connection stays up, no frame comes (where the ffmpeg one-liner hangs).
@@ -99,7 +91,6 @@ fn a_camera_that_hangs_with_the_connection_open_is_detected_and_reconnected() ->
 
 #[test]
 fn sigkill_mid_segment_keeps_every_completed_fragment() -> anyhow::Result<()> {
-    let edgenvr = bins::edgenvr();
     let work = tempfile::tempdir()?;
     let clip = make_clip(work.path(), Codec::H264, 4)?;
     let server = RtspServer::start(&[("/cam", &clip)], None)?;
@@ -107,7 +98,7 @@ fn sigkill_mid_segment_keeps_every_completed_fragment() -> anyhow::Result<()> {
     let dir = work.path().join("store");
     std::fs::create_dir(&dir)?;
 
-    let mut recorder = start_recorder(&edgenvr, &url, &dir)?;
+    let mut recorder = start_recorder(&url, &dir)?;
     recorder.wait_for_line("streaming", STEP_TIMEOUT)?;
     // Mid-GOP and mid-segment: 4.5 s into a 10 s segment of 1 s GOPs.
     let four_and_a_half_seconds = 4 * u64::from(GOP_FRAMES) + u64::from(GOP_FRAMES) / 2;
@@ -128,7 +119,7 @@ fn sigkill_mid_segment_keeps_every_completed_fragment() -> anyhow::Result<()> {
     assert!(recorded > 0);
 
     // A restart recovers the store (the dead process's lock is gone) and records on.
-    let mut recorder = start_recorder(&edgenvr, &url, &dir)?;
+    let mut recorder = start_recorder(&url, &dir)?;
     recorder.wait_for_line("streaming", STEP_TIMEOUT)?;
     server.wait_frames("/cam", sent + SOME_FRAMES, STEP_TIMEOUT)?;
     let status = recorder.terminate(STEP_TIMEOUT)?;

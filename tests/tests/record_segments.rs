@@ -4,10 +4,9 @@
 
 use std::time::Duration;
 
-use edgenvr_tests::bins;
 use edgenvr_tests::clips::{concat_clips, make_clip, make_clip_sized, Codec, GOP_FRAMES};
-use edgenvr_tests::ffprobe::video_codec_name;
-use edgenvr_tests::process::Process;
+use edgenvr_tests::edgenvr_box::spawn_record;
+use edgenvr_tests::ffprobe::{field_and_frame_count, video_codec_name};
 use edgenvr_tests::recording::playable_segments;
 use edgenvr_tests::rtsp_server::RtspServer;
 
@@ -18,7 +17,6 @@ const STEP_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[test]
 fn twenty_five_seconds_in_ten_second_segments_h264_and_h265() -> anyhow::Result<()> {
-    let edgenvr = bins::edgenvr();
     let work = tempfile::tempdir()?;
     let h264 = make_clip(work.path(), Codec::H264, 4)?;
     let h265 = make_clip(work.path(), Codec::H265, 4)?;
@@ -29,19 +27,19 @@ fn twenty_five_seconds_in_ten_second_segments_h264_and_h265() -> anyhow::Result<
         let dir = work.path().join(codec.extension());
         std::fs::create_dir(&dir)?;
         let url = server.url(&format!("/{}", codec.extension()), None);
-        let args = [
-            "record",
-            url.as_str(),
-            "--dir",
-            dir.to_str().unwrap_or_default(),
-            "--segment",
-            "10s",
-            "--wrap",
-            "8",
-            "--name",
-            codec.extension(),
-        ];
-        let process = Process::spawn(&edgenvr, &args, &[])?;
+        let process = spawn_record(
+            &url,
+            &dir,
+            &[
+                "--segment",
+                "10s",
+                "--wrap",
+                "8",
+                "--name",
+                codec.extension(),
+            ],
+            &[],
+        )?;
         recorders.push((codec, dir, process));
     }
     for (_, _, process) in &recorders {
@@ -80,26 +78,12 @@ fn twenty_five_seconds_in_ten_second_segments_h264_and_h265() -> anyhow::Result<
 
 /// `(width, frames)` of stream v:0.
 fn width_and_frames(file: &std::path::Path) -> anyhow::Result<(u32, u64)> {
-    let out = std::process::Command::new("ffprobe")
-        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
-        .args([
-            "-show_entries",
-            "stream=width,nb_read_frames",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(file)
-        .output()?;
-    let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    let (width, frames) = text
-        .split_once(',')
-        .ok_or_else(|| anyhow::anyhow!("ffprobe {}: {text:?}", file.display()))?;
-    Ok((width.parse()?, frames.trim_end_matches(',').parse()?))
+    let (width, frames) = field_and_frame_count(file, "v:0", "width")?;
+    Ok((width.parse()?, frames))
 }
 
 #[test]
 fn a_resolution_change_starts_a_new_segment() -> anyhow::Result<()> {
-    let edgenvr = bins::edgenvr();
     let work = tempfile::tempdir()?;
     // Two seconds at 320x240, two at 640x480, looped: the parameters change every 2 s.
     let small = make_clip_sized(work.path(), Codec::H264, 2, (320, 240))?;
@@ -109,15 +93,7 @@ fn a_resolution_change_starts_a_new_segment() -> anyhow::Result<()> {
     let dir = work.path().join("store");
     std::fs::create_dir(&dir)?;
     let url = server.url("/cam", None);
-    let args = [
-        "record",
-        url.as_str(),
-        "--dir",
-        dir.to_str().unwrap_or_default(),
-        "--wrap",
-        "8",
-    ];
-    let mut recorder = Process::spawn(&edgenvr, &args, &[])?;
+    let mut recorder = spawn_record(&url, &dir, &["--wrap", "8"], &[])?;
     // Four parameter sets seen: 320, 640, 320, 640 — three changes.
     recorder.wait_for_lines("stream parameters", 4, STEP_TIMEOUT)?;
     assert!(recorder.terminate(STEP_TIMEOUT)?.success());

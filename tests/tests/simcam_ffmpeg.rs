@@ -3,13 +3,13 @@
 //!
 //! Needs ffmpeg/ffprobe on PATH. Real time: about 8 s in all.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use edgenvr_tests::bins;
+use edgenvr_tests::process::Process;
 
 /// Any external tool that has not finished in this long is hung; the test fails instead of
 /// hanging CI. Generous: the longest run here records 4 s of video.
@@ -17,43 +17,23 @@ const TOOL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A running `edgenvr sim-camera`; killed when dropped.
 struct SimCamera {
-    child: Child,
+    process: Process,
     addr: SocketAddr,
-    log: Arc<Mutex<Vec<String>>>,
 }
 
 impl SimCamera {
     fn start(args: &[&str]) -> SimCamera {
-        let mut child = Command::new(bins::edgenvr())
-            .args(["sim-camera", "--listen", "127.0.0.1:0"])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start edgenvr sim-camera");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        let thread_log = log.clone();
-        // Keeps draining stderr for the whole run, so the server never blocks on a full pipe.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("listening rtsp ").nth(1) {
-                    let addr = rest.split_whitespace().next().unwrap_or_default();
-                    let _ = addr_tx.send(addr.parse::<SocketAddr>());
-                }
-                thread_log.lock().unwrap().push(line);
-            }
-        });
-        let addr = match addr_rx.recv_timeout(TOOL_TIMEOUT) {
-            Ok(Ok(addr)) => addr,
-            other => panic!(
-                "no `listening rtsp` line ({other:?}); log:\n{}",
-                log.lock().unwrap().join("\n")
-            ),
-        };
-        SimCamera { child, addr, log }
+        let mut all_args = vec!["sim-camera", "--listen", "127.0.0.1:0"];
+        all_args.extend_from_slice(args);
+        let process =
+            Process::spawn(&bins::edgenvr(), &all_args, &[]).expect("start edgenvr sim-camera");
+        let addr = process
+            .wait_for_listener("rtsp", TOOL_TIMEOUT)
+            .and_then(|addr| Ok(addr.parse::<SocketAddr>()?))
+            .unwrap_or_else(|e| {
+                panic!("no `listening rtsp` line ({e}); log:\n{}", process.stderr())
+            });
+        SimCamera { process, addr }
     }
 
     fn url(&self, path: &str) -> String {
@@ -61,24 +41,17 @@ impl SimCamera {
     }
 
     fn log(&self) -> String {
-        self.log.lock().unwrap().join("\n")
+        self.process.stderr()
     }
 
     /// Sends SIGTERM and returns whether the process exited with status 0.
     fn terminate(mut self) -> bool {
-        let pid = self.child.id().to_string();
-        let killed = Command::new("kill").args(["-TERM", &pid]).status();
-        assert!(killed.is_ok_and(|s| s.success()), "kill -TERM {pid}");
-        wait_with_timeout(&mut self.child)
+        let pid = self.process.id();
+        assert!(self.process.signal("TERM").is_ok(), "kill -TERM {pid}");
+        self.process
+            .wait(TOOL_TIMEOUT)
             .map(|status| status.success())
             .unwrap_or(false)
-    }
-}
-
-impl Drop for SimCamera {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

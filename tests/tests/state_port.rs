@@ -1,7 +1,7 @@
 //! The TCP state port end to end, over real sockets on loopback: the box's state bus and port
 //! in-process, `nvrctl`'s client code on the other side.
 
-use std::io::{self, Write};
+use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -10,6 +10,7 @@ use std::time::Duration;
 use edgenvr::publish::tcp::{StatePort, TcpStateConfig};
 use edgenvr::state::{SensorSpec, SensorValue, StateBus};
 use edgenvr_proto::{ReportPolicy, Role, SensorId};
+use edgenvr_tests::line_sink::{next_line_matching, LineSink};
 use nvrctl::client::StateConnection;
 use nvrctl::view::SensorValue as SeenValue;
 use nvrctl::watch::{watch, WatchOutput};
@@ -61,51 +62,6 @@ impl Box_ {
     }
 }
 
-/// Lines written by `nvrctl watch`, forwarded to the test; fails with a broken pipe once told
-/// to stop, which ends `watch` the way `nvrctl watch | head` does.
-struct LineSink {
-    lines: mpsc::UnboundedSender<String>,
-    closed: Arc<AtomicBool>,
-    partial: Vec<u8>,
-}
-
-impl Write for LineSink {
-    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        if self.closed.load(Ordering::SeqCst) {
-            return Err(io::ErrorKind::BrokenPipe.into());
-        }
-        self.partial.extend_from_slice(bytes);
-        while let Some(end) = self.partial.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = self.partial.drain(..=end).collect();
-            let _ = self
-                .lines
-                .send(String::from_utf8_lossy(&line).trim().to_string());
-        }
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-async fn next_line_matching(
-    lines: &mut mpsc::UnboundedReceiver<String>,
-    wanted: impl Fn(&serde_json::Value) -> bool,
-) -> serde_json::Value {
-    tokio::time::timeout(GIVE_UP, async {
-        loop {
-            let line = lines.recv().await.expect("watch still running");
-            let json: serde_json::Value = serde_json::from_str(&line).expect("a JSON line");
-            if wanted(&json) {
-                return json;
-            }
-        }
-    })
-    .await
-    .expect("line arrives")
-}
-
 #[tokio::test]
 async fn a_bus_change_is_seen_by_nvrctl_watch() {
     let mut config = TcpStateConfig::new("garage");
@@ -126,22 +82,19 @@ async fn a_bus_change_is_seen_by_nvrctl_watch() {
     let watcher = std::thread::spawn({
         let closed = closed.clone();
         move || {
-            let mut sink = LineSink {
-                lines: lines_tx,
-                closed,
-                partial: Vec::new(),
-            };
+            let mut sink = LineSink::new(lines_tx, closed);
             watch(&target, WatchOutput::JsonLines, &mut sink, &mut io::sink())
         }
     });
 
-    let snapshot = next_line_matching(&mut lines, |json| json["event"] == "snapshot").await;
+    let snapshot =
+        next_line_matching(&mut lines, GIVE_UP, |json| json["event"] == "snapshot").await;
     assert_eq!(snapshot["sensor"], "front_door_pir");
     assert_eq!(snapshot["value"], false);
     assert_eq!(snapshot["box"], "garage");
 
     the_box.bus.set_now(pir, SensorValue::Binary(true)).unwrap();
-    let change = next_line_matching(&mut lines, |json| json["event"] == "change").await;
+    let change = next_line_matching(&mut lines, GIVE_UP, |json| json["event"] == "change").await;
     assert_eq!(change["sensor"], "front_door_pir");
     assert_eq!(change["value"], true);
 
@@ -151,8 +104,8 @@ async fn a_bus_change_is_seen_by_nvrctl_watch() {
         .set_now(pir, SensorValue::Binary(false))
         .unwrap();
     the_box.bus.set_now(pir, SensorValue::Binary(true)).unwrap();
-    let falling = next_line_matching(&mut lines, |json| json["event"] == "change").await;
-    let rising = next_line_matching(&mut lines, |json| json["event"] == "change").await;
+    let falling = next_line_matching(&mut lines, GIVE_UP, |json| json["event"] == "change").await;
+    let rising = next_line_matching(&mut lines, GIVE_UP, |json| json["event"] == "change").await;
     assert_eq!(
         (&falling["value"], &rising["value"]),
         (&false.into(), &true.into())

@@ -4,23 +4,15 @@
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 
-use edgenvr::store::{init_store, InitOptions, Store};
+use edgenvr::store::Store;
 use edgenvr_tests::ffprobe::{count_video_frames, decode_errors};
+use edgenvr_tests::test_store::init_store_of_1mib_slots;
 
 #[test]
 fn fragments_completed_before_a_kill_9_survive_and_play() {
     let work = tempfile::tempdir().unwrap();
     let dir = work.path().join("store");
-    init_store(
-        &dir,
-        &InitOptions {
-            size_bytes: 4 << 20,
-            slot_bytes: Some(1 << 20),
-            slot_count: None,
-        },
-        &mut |_| {},
-    )
-    .unwrap();
+    init_store_of_1mib_slots(&dir, 4 << 20).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_store-writer"))
         .arg(&dir)
         .arg(work.path())

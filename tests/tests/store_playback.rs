@@ -3,46 +3,32 @@
 
 use std::time::Duration;
 
-use edgenvr::store::{init_store, InitOptions, Store, WriterOptions};
+use edgenvr::store::{Store, WriterOptions};
+use edgenvr_tests::clips::Codec;
 use edgenvr_tests::ffprobe::{count_video_frames, decode_errors, video_codec_name};
 use edgenvr_tests::gops::gops;
-use edgenvr_tests::h26x::{encode_test_stream, Codec};
-
-/// Wall-clock start of the recordings: 2026-01-01T00:00:00Z.
-const WALL_START_MS: i64 = 1_767_225_600_000;
+use edgenvr_tests::h26x::encode_test_stream;
+use edgenvr_tests::test_store::{init_store_of_1mib_slots, record_gops, WALL_START_MS};
 
 fn record_and_check(codec: Codec, expected_codec_name: &str) {
     let work = tempfile::tempdir().unwrap();
     let stream = encode_test_stream(work.path(), codec, 12).unwrap();
     let dir = work.path().join("store");
     // 8 slots of 1 MiB: far more than 12 s of 320x240 needs, so nothing wraps.
-    init_store(
-        &dir,
-        &InitOptions {
-            size_bytes: 8 << 20,
-            slot_bytes: Some(1 << 20),
-            slot_count: None,
-        },
-        &mut |_| {},
-    )
-    .unwrap();
+    init_store_of_1mib_slots(&dir, 8 << 20).unwrap();
     let store = Store::open(&dir).unwrap();
-    let mut writer = store
-        .camera_writer(
-            "front",
-            WriterOptions {
-                segment_90k: 4 * 90_000,
-                sync_interval: Duration::from_secs(1),
-                share_slots: None,
-            },
-        )
-        .unwrap();
     let gops = gops(&stream, 1_000_000, WALL_START_MS);
     assert_eq!(gops.len(), 12, "one GOP per second");
-    for gop in &gops {
-        writer.append(gop).unwrap();
-    }
-    writer.close().unwrap();
+    record_gops(
+        &store,
+        WriterOptions {
+            segment_90k: 4 * 90_000,
+            sync_interval: Duration::from_secs(1),
+            share_slots: None,
+        },
+        &gops,
+    )
+    .unwrap();
 
     let segments = store.segments();
     assert_eq!(segments.len(), 3, "12 s in 4 s segments");
@@ -116,24 +102,9 @@ fn h264_with_aac_audio_plays_both_tracks() {
     );
 
     let dir = work.path().join("store");
-    init_store(
-        &dir,
-        &InitOptions {
-            size_bytes: 4 << 20,
-            slot_bytes: Some(1 << 20),
-            slot_count: None,
-        },
-        &mut |_| {},
-    )
-    .unwrap();
+    init_store_of_1mib_slots(&dir, 4 << 20).unwrap();
     let store = Store::open(&dir).unwrap();
-    let mut writer = store
-        .camera_writer("front", WriterOptions::default())
-        .unwrap();
-    for gop in &gops {
-        writer.append(gop).unwrap();
-    }
-    writer.close().unwrap();
+    record_gops(&store, WriterOptions::default(), &gops).unwrap();
     let segments = store.segments();
     assert_eq!(segments.len(), 1);
     assert!(segments[0].has_audio);

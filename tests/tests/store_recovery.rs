@@ -6,11 +6,13 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use edgenvr::store::{init_store, InitOptions, Store, WriterOptions};
+use edgenvr::store::{Store, WriterOptions};
 use edgenvr_tests::bins;
+use edgenvr_tests::clips::Codec;
 use edgenvr_tests::ffprobe::{count_video_frames, decode_errors};
 use edgenvr_tests::gops::gops;
-use edgenvr_tests::h26x::{encode_test_stream, Codec};
+use edgenvr_tests::h26x::encode_test_stream;
+use edgenvr_tests::test_store::{init_store_of_1mib_slots, record_gops, WALL_START_MS};
 
 fn edgenvr(args: &[&str]) -> std::process::Output {
     Command::new(bins::edgenvr()).args(args).output().unwrap()
@@ -20,31 +22,18 @@ fn edgenvr(args: &[&str]) -> std::process::Output {
 fn recorded_store(work: &Path) -> std::path::PathBuf {
     let stream = encode_test_stream(work, Codec::H264, 6).unwrap();
     let dir = work.join("store");
-    init_store(
-        &dir,
-        &InitOptions {
-            size_bytes: 4 << 20,
-            slot_bytes: Some(1 << 20),
-            slot_count: None,
+    init_store_of_1mib_slots(&dir, 4 << 20).unwrap();
+    let store = Store::open(&dir).unwrap();
+    record_gops(
+        &store,
+        WriterOptions {
+            segment_90k: 60 * 90_000,
+            sync_interval: Duration::from_secs(2),
+            share_slots: None,
         },
-        &mut |_| {},
+        &gops(&stream, 0, WALL_START_MS),
     )
     .unwrap();
-    let store = Store::open(&dir).unwrap();
-    let mut writer = store
-        .camera_writer(
-            "front",
-            WriterOptions {
-                segment_90k: 60 * 90_000,
-                sync_interval: Duration::from_secs(2),
-                share_slots: None,
-            },
-        )
-        .unwrap();
-    for gop in gops(&stream, 0, 1_767_225_600_000) {
-        writer.append(&gop).unwrap();
-    }
-    writer.close().unwrap();
     dir
 }
 

@@ -10,12 +10,11 @@ use std::time::Duration;
 
 use edgenvr::store::{Store, WriterOptions};
 use edgenvr_tests::bins;
+use edgenvr_tests::clips::Codec;
 use edgenvr_tests::ffprobe::{count_video_frames, decode_errors};
 use edgenvr_tests::gops::gops;
-use edgenvr_tests::h26x::{encode_test_stream, Codec};
-
-/// Wall-clock start of the recording: 2026-01-01T00:00:00Z.
-const WALL_START_MS: i64 = 1_767_225_600_000;
+use edgenvr_tests::h26x::encode_test_stream;
+use edgenvr_tests::test_store::{record_gops, WALL_START_MS};
 
 /// Every file under `dir`: path → (inode, size, modification is not compared: slots are written).
 fn snapshot(dir: &Path) -> BTreeMap<String, (u64, u64)> {
@@ -52,7 +51,7 @@ fn a_tiny_ring_wraps_without_creating_files_and_each_slot_plays_only_its_newest_
     let stream = encode_test_stream(work.path(), Codec::H264, 19).unwrap();
     let dir = work.path().join("store");
     let dir_arg = dir.to_str().unwrap();
-    // 4 slots of 256 KiB: 2 s of 320x240 testsrc fits one slot; 19 s wrap the ring twice.
+    // 4 slots of 256 KiB: 2 s of the 320x240 test clip fits one slot; 19 s wrap the ring twice.
     let init = edgenvr(&["store", "init", dir_arg, "--size", "1MiB", "--slots", "4"]);
     assert!(init.status.success(), "{init:?}");
     assert!(String::from_utf8_lossy(&init.stdout).contains("4 slots"));
@@ -64,22 +63,18 @@ fn a_tiny_ring_wraps_without_creating_files_and_each_slot_plays_only_its_newest_
     );
 
     let store = Store::open(&dir).unwrap();
-    let mut writer = store
-        .camera_writer(
-            "front",
-            WriterOptions {
-                segment_90k: 2 * 90_000,
-                sync_interval: Duration::from_secs(2),
-                share_slots: None,
-            },
-        )
-        .unwrap();
     let gops = gops(&stream, 0, WALL_START_MS);
     assert_eq!(gops.len(), 19);
-    for gop in &gops {
-        writer.append(gop).unwrap();
-    }
-    writer.close().unwrap();
+    record_gops(
+        &store,
+        WriterOptions {
+            segment_90k: 2 * 90_000,
+            sync_interval: Duration::from_secs(2),
+            share_slots: None,
+        },
+        &gops,
+    )
+    .unwrap();
     drop(store);
 
     assert_eq!(

@@ -7,8 +7,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use edgenvr::store::{Store, WriterOptions};
+use edgenvr_tests::clips::Codec;
 use edgenvr_tests::gops::gops;
-use edgenvr_tests::h26x::{encode_test_stream, Codec};
+use edgenvr_tests::h26x::encode_test_stream;
+use edgenvr_tests::test_store::{CAMERA, WALL_START_MS};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -18,7 +20,7 @@ fn main() -> anyhow::Result<()> {
     let stream = encode_test_stream(Path::new(work_dir), Codec::H264, 20)?;
     let store = Store::open(Path::new(store_dir))?;
     let mut writer = store.camera_writer(
-        "front",
+        CAMERA,
         WriterOptions {
             segment_90k: segment_seconds.parse::<i64>()? * 90_000,
             // Never synced by time during the test: what survives a process crash is what the
@@ -30,7 +32,7 @@ fn main() -> anyhow::Result<()> {
     let mut stdout = std::io::stdout();
     writeln!(stdout, "ready")?;
     stdout.flush()?;
-    let gops = gops(&stream, 0, 1_767_225_600_000);
+    let gops = gops(&stream, 0, WALL_START_MS);
     let mut lines = std::io::stdin().lock().lines();
     for (n, gop) in gops.iter().enumerate() {
         if lines.next().is_none() {

@@ -1,0 +1,60 @@
+//! The real `edgenvr` box driven through its command line, as an installer or operator would:
+//! `store init`, `run --config` and `record URL --dir DIR` as a [`Process`] with its stderr log
+//! captured, and `sim set` for simulated sensors. Each call runs the built binary from [`crate::bins`] and blocks until it
+//! exits (except `run` and `record`, which return the running process).
+
+use std::path::Path;
+
+use anyhow::Context;
+
+use crate::bins;
+use crate::process::{run, Process};
+
+/// `edgenvr store init STORE EXTRA_ARGS...` (e.g. `["--size", "16MiB", "--slots", "8"]`);
+/// fails with its output when it exits unsuccessfully.
+pub fn init_store(store: &Path, extra_args: &[&str]) -> anyhow::Result<()> {
+    let store_arg = store.to_str().context("store path is not UTF-8")?;
+    let mut args = vec!["store", "init", store_arg];
+    args.extend_from_slice(extra_args);
+    let (status, out, err) = run(&bins::edgenvr(), &args)?;
+    anyhow::ensure!(status.success(), "store init: {out}{err}");
+    Ok(())
+}
+
+/// Starts `edgenvr run --config CONFIG` with `RUST_LOG=info`, so its `listening ...` and
+/// recording lines can be awaited with [`Process::wait_for_line`] and
+/// [`Process::wait_for_listener`]; killed on drop.
+pub fn spawn_run(config: &Path) -> anyhow::Result<Process> {
+    let config_arg = config.to_str().context("config path is not UTF-8")?;
+    Process::spawn(
+        &bins::edgenvr(),
+        &["run", "--config", config_arg],
+        &[("RUST_LOG", "info")],
+    )
+}
+
+/// Starts `edgenvr record URL --dir DIR EXTRA_ARGS...` (e.g. `["--wrap", "4"]`) with the extra
+/// environment `envs`; killed on drop.
+pub fn spawn_record(
+    url: &str,
+    dir: &Path,
+    extra_args: &[&str],
+    envs: &[(&str, &str)],
+) -> anyhow::Result<Process> {
+    let dir_arg = dir.to_str().context("store path is not UTF-8")?;
+    let mut args = vec!["record", url, "--dir", dir_arg];
+    args.extend_from_slice(extra_args);
+    Process::spawn(&bins::edgenvr(), &args, envs)
+}
+
+/// `edgenvr sim set SENSOR LEVEL --config CONFIG`: drives a `backend = "sim"` sensor of the
+/// running box; fails with its output when it exits unsuccessfully.
+pub fn sim_set(config: &Path, sensor: &str, level: &str) -> anyhow::Result<()> {
+    let config_arg = config.to_str().context("config path is not UTF-8")?;
+    let (status, out, err) = run(
+        &bins::edgenvr(),
+        &["sim", "set", sensor, level, "--config", config_arg],
+    )?;
+    anyhow::ensure!(status.success(), "sim set {level}: {out}{err}");
+    Ok(())
+}
