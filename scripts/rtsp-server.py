@@ -4,7 +4,7 @@
 Run with Debian's /usr/bin/python3 (needs python3-gi, gir1.2-gst-rtsp-server-1.0, python3-gst-1.0).
 
     rtsp-server.py --stream /h264=clip.h264 --stream /h265=clip.h265 [--fps 25]
-                   [--port 0] [--user U --password P]
+                   [--port 0] [--user U --password P] [--audio]
 
 Each --stream maps an RTSP path to a raw H.264 (.h264/.264) or H.265 (.h265/.hevc/.265) file
 encoded without B-frames. The file carries no timestamps, so each access unit is stamped
@@ -15,6 +15,7 @@ Stdout protocol, one line each, flushed (the test harness reads it):
     port N              once, after binding (port 0 picks a free port)
     frames PATH N       the total access units stamped for PATH so far (across pipeline restarts),
                         printed when it changed, every 200 ms
+    idle PATH N         PATH's pipeline stopped (its last client left) after N frames in total
 With --user/--password, every path requires digest authentication.
 """
 
@@ -46,13 +47,22 @@ def codec_of(path):
 class LoopFactory(GstRtspServer.RTSPMediaFactory):
     """Serves one Annex-B file in a loop, stamping access units at the configured frame rate."""
 
-    def __init__(self, path, fps, counters):
+    def __init__(self, path, fps, counters, audio):
         super().__init__()
+        self.audio = audio
         self.rtsp_path = path
         self.frame_ns = Gst.SECOND // fps
         self.counters = counters
         self.counters[path] = 0
         self.set_shared(True)
+        self.connect("media-configure", self.on_media_configure)
+
+    def on_media_configure(self, _factory, media):
+        def idle(_media):
+            print(f"frames {self.rtsp_path} {self.counters[self.rtsp_path]}", flush=True)
+            print(f"idle {self.rtsp_path} {self.counters[self.rtsp_path]}", flush=True)
+
+        media.connect("unprepared", idle)
 
     def do_create_element(self, url):
         # A fresh pipeline (a new client after the previous one left) restarts its timestamps.
@@ -61,8 +71,16 @@ class LoopFactory(GstRtspServer.RTSPMediaFactory):
             f"( multifilesrc location={self.clip} loop=true "
             f"! {codec}parse name=parse config-interval=-1 "
             f"! video/x-{codec},alignment=au,stream-format=byte-stream "
-            f"! rtp{codec}pay name=pay0 pt=96 config-interval=-1 )"
+            f"! rtp{codec}pay name=pay0 pt=96 config-interval=-1 "
         )
+        if self.audio:
+            # A live AAC track (16 kHz mono ticks), as a camera with a microphone sends.
+            desc += (
+                "audiotestsrc is-live=true wave=ticks "
+                "! audioconvert ! audio/x-raw,rate=16000,channels=1 "
+                "! voaacenc ! aacparse ! rtpmp4gpay name=pay1 pt=97 "
+            )
+        desc += ")"
         bin_ = Gst.parse_launch(desc)
         parse = bin_.get_by_name("parse")
         state = {"n": 0}
@@ -87,6 +105,7 @@ def main():
     ap.add_argument("--port", default="0")
     ap.add_argument("--user")
     ap.add_argument("--password")
+    ap.add_argument("--audio", action="store_true", help="add an AAC audio track to every path")
     args = ap.parse_args()
 
     Gst.init(None)
@@ -107,7 +126,7 @@ def main():
         path, sep, clip = spec.partition("=")
         if not sep or not path.startswith("/"):
             raise SystemExit(f"rtsp-server: --stream wants /PATH=FILE, got {spec!r}")
-        factory = LoopFactory(path, args.fps, counters)
+        factory = LoopFactory(path, args.fps, counters, args.audio)
         factory.clip = clip
         if args.user is not None:
             role = Gst.Structure.from_string(

@@ -1,13 +1,14 @@
 //! Locating the workspace's binaries for end-to-end tests. `CARGO_BIN_EXE_*` is only set for the
-//! package that defines a binary, so this crate finds them in the shared target directory and
-//! builds them (`cargo build --bins -p PACKAGE`) when they are missing.
+//! package that defines a binary, so this crate runs `cargo build --workspace --bins` once per
+//! test process (a quick no-op when `scripts/test.sh` built them already, and never a stale
+//! binary) and finds them in the shared target directory.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
 
-/// Serialises builds: tests in one binary run in parallel threads.
-static BUILD_LOCK: Mutex<()> = Mutex::new(());
+/// Whether this test process built the binaries; the lock also serialises test threads' builds.
+static BUILT: Mutex<bool> = Mutex::new(false);
 
 /// The workspace root (the parent of this crate).
 pub fn workspace_root() -> PathBuf {
@@ -25,28 +26,38 @@ pub fn target_dir() -> PathBuf {
         .join("debug")
 }
 
-/// Path of binary `name` from `package`, built first when missing.
-pub fn binary(package: &str, name: &str) -> anyhow::Result<PathBuf> {
-    let path = target_dir().join(name);
-    let _guard = BUILD_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    if !path.exists() {
+/// Path of binary `name`, with the workspace's binaries built (once per test process) first.
+///
+/// Builds `--workspace --bins`, exactly as scripts/test.sh does before the tests: building one
+/// package alone would unify dependency features differently and relink the binary every time.
+pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if !*built {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = Command::new(cargo)
             .current_dir(workspace_root())
-            .args(["build", "--bins", "-p", package])
+            .args(["build", "--quiet", "--workspace", "--bins"])
             .status()?;
-        anyhow::ensure!(status.success(), "cargo build -p {package} failed");
+        anyhow::ensure!(status.success(), "cargo build --workspace --bins failed");
+        *built = true;
     }
+    let path = target_dir().join(name);
     anyhow::ensure!(path.exists(), "{} missing after building", path.display());
     Ok(path)
 }
 
-/// The `edgenvr` binary.
-pub fn edgenvr() -> anyhow::Result<PathBuf> {
-    binary("edgenvr", "edgenvr")
+/// The `edgenvr` binary; panics (failing the test) when it cannot be built.
+pub fn edgenvr() -> PathBuf {
+    match binary("edgenvr") {
+        Ok(path) => path,
+        Err(e) => panic!("cannot build edgenvr: {e:#}"),
+    }
 }
 
-/// The `nvrctl` binary.
-pub fn nvrctl() -> anyhow::Result<PathBuf> {
-    binary("nvrctl", "nvrctl")
+/// The `nvrctl` binary; panics (failing the test) when it cannot be built.
+pub fn nvrctl() -> PathBuf {
+    match binary("nvrctl") {
+        Ok(path) => path,
+        Err(e) => panic!("cannot build nvrctl: {e:#}"),
+    }
 }

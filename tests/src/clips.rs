@@ -38,11 +38,24 @@ impl Codec {
 
 /// Encodes a `seconds`-long 320x240 test pattern in `dir`, returning its path.
 pub fn make_clip(dir: &Path, codec: Codec, seconds: u32) -> anyhow::Result<PathBuf> {
-    let path = dir.join(format!("clip-{seconds}s.{}", codec.extension()));
+    make_clip_sized(dir, codec, seconds, (320, 240))
+}
+
+/// Encodes a `seconds`-long test pattern of `(width, height)` in `dir`.
+pub fn make_clip_sized(
+    dir: &Path,
+    codec: Codec,
+    seconds: u32,
+    (width, height): (u32, u32),
+) -> anyhow::Result<PathBuf> {
+    let path = dir.join(format!(
+        "clip-{seconds}s-{width}x{height}.{}",
+        codec.extension()
+    ));
     let gop = GOP_FRAMES.to_string();
     let mut cmd = Command::new("ffmpeg");
     cmd.args(["-v", "error", "-y", "-f", "lavfi", "-i"])
-        .arg(format!("testsrc2=size=320x240:rate={FPS}"))
+        .arg(format!("testsrc2=size={width}x{height}:rate={FPS}"))
         .args(["-t", &seconds.to_string(), "-pix_fmt", "yuv420p"]);
     match codec {
         Codec::H264 => cmd.args([
@@ -77,4 +90,15 @@ pub fn make_clip(dir: &Path, codec: Codec, seconds: u32) -> anyhow::Result<PathB
         path.display()
     );
     Ok(path)
+}
+
+/// Concatenates Annex-B clips into one file (a stream whose parameters change where each part
+/// starts, as a camera's does when its resolution is changed).
+pub fn concat_clips(parts: &[PathBuf], out: &Path) -> anyhow::Result<PathBuf> {
+    let mut bytes = Vec::new();
+    for part in parts {
+        bytes.extend(std::fs::read(part)?);
+    }
+    std::fs::write(out, bytes)?;
+    Ok(out.to_path_buf())
 }

@@ -8,4 +8,5 @@ pub mod ffprobe;
 pub mod gops;
 pub mod h26x;
 pub mod process;
+pub mod recording;
 pub mod rtsp_server;

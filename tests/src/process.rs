@@ -107,6 +107,11 @@ impl Process {
             .join("\n")
     }
 
+    /// The child's process id (for `/proc/PID/...`).
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends a signal by name (`TERM`, `INT`, `KILL`).
     pub fn signal(&self, name: &str) -> anyhow::Result<()> {
         let status = Command::new("kill")

@@ -1,6 +1,6 @@
 //! The test RTSP camera: `scripts/rtsp-server.py` (gst-rtsp-server under /usr/bin/python3)
 //! serving looped clips on a free port, with optional digest auth. Reads the server's stdout
-//! protocol (`port N`, `frames PATH N`) on a thread so tests can wait for events.
+//! protocol (`port N`, `frames PATH N`, `idle PATH N`) on a thread so tests can wait for events.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -19,6 +19,8 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 struct Reports {
     port: Option<u16>,
     frames: HashMap<String, u64>,
+    /// Per path, the frame total at each time its pipeline went idle (last client left).
+    idle: HashMap<String, Vec<u64>>,
     exited: bool,
 }
 
@@ -29,29 +31,42 @@ pub struct RtspServer {
     reports: Arc<(Mutex<Reports>, Condvar)>,
     streams: Vec<(String, PathBuf)>,
     auth: Option<(String, String)>,
+    audio: bool,
 }
 
 impl RtspServer {
     /// Starts a server for `streams` (`(path, clip)`, path like `/h264`) on any free port.
     pub fn start(streams: &[(&str, &Path)], auth: Option<(&str, &str)>) -> anyhow::Result<Self> {
+        Self::start_with(streams, auth, false)
+    }
+
+    /// Like [`RtspServer::start`]; with `audio`, every path also carries a live AAC track
+    /// (16 kHz mono).
+    pub fn start_with(
+        streams: &[(&str, &Path)],
+        auth: Option<(&str, &str)>,
+        audio: bool,
+    ) -> anyhow::Result<Self> {
         let streams: Vec<(String, PathBuf)> = streams
             .iter()
             .map(|(p, f)| ((*p).to_owned(), f.to_path_buf()))
             .collect();
         let auth = auth.map(|(u, p)| (u.to_owned(), p.to_owned()));
-        Self::spawn(streams, auth, 0)
+        Self::spawn(streams, auth, audio, 0)
     }
 
     /// Starts the same server again on the same port (after [`RtspServer::kill`]).
     pub fn restart(self) -> anyhow::Result<Self> {
         let (streams, auth, port) = (self.streams.clone(), self.auth.clone(), self.port);
+        let audio = self.audio;
         drop(self);
-        Self::spawn(streams, auth, port)
+        Self::spawn(streams, auth, audio, port)
     }
 
     fn spawn(
         streams: Vec<(String, PathBuf)>,
         auth: Option<(String, String)>,
+        audio: bool,
         port: u16,
     ) -> anyhow::Result<Self> {
         let mut cmd = Command::new("/usr/bin/python3");
@@ -63,6 +78,9 @@ impl RtspServer {
         }
         if let Some((user, password)) = &auth {
             cmd.args(["--user", user, "--password", password]);
+        }
+        if audio {
+            cmd.arg("--audio");
         }
         let mut child = cmd
             .stdout(Stdio::piped())
@@ -86,6 +104,11 @@ impl RtspServer {
                             r.frames.insert((*path).to_owned(), n);
                         }
                     }
+                    ["idle", path, n] => {
+                        if let Ok(n) = n.parse() {
+                            r.idle.entry((*path).to_owned()).or_default().push(n);
+                        }
+                    }
                     _ => {}
                 }
                 changed.notify_all();
@@ -100,6 +123,7 @@ impl RtspServer {
             reports,
             streams,
             auth,
+            audio,
         };
         server.port = server
             .wait_for(STARTUP_TIMEOUT, |r| r.port)?
@@ -156,6 +180,30 @@ impl RtspServer {
     pub fn wait_frames(&self, path: &str, n: u64, timeout: Duration) -> anyhow::Result<u64> {
         self.wait_for(timeout, |r| r.frames.get(path).copied().filter(|&f| f >= n))?
             .ok_or_else(|| anyhow::anyhow!("rtsp-server exited"))
+    }
+
+    /// Waits until `path`'s pipeline has gone idle `times` times (its last client left) and
+    /// returns the frames stamped for it in total by then: what the server sent to its clients
+    /// (give or take the few frames queued in the pipeline).
+    pub fn wait_idle(&self, path: &str, times: usize, timeout: Duration) -> anyhow::Result<u64> {
+        self.wait_for(timeout, |r| {
+            r.idle
+                .get(path)
+                .and_then(|totals| totals.get(times.checked_sub(1)?))
+                .copied()
+        })?
+        .ok_or_else(|| anyhow::anyhow!("rtsp-server exited"))
+    }
+
+    /// Sends a signal by name (`STOP` freezes the server with its sockets open: a camera that
+    /// hangs without closing the connection; `CONT` thaws it).
+    pub fn signal(&self, name: &str) -> anyhow::Result<()> {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()?;
+        anyhow::ensure!(status.success(), "kill -{name} failed");
+        Ok(())
     }
 
     /// Kills the server at once (SIGKILL), as a crashing camera would vanish.

@@ -1,35 +1,19 @@
 //! End to end: the real `edgenvr sim-camera` binary, bound on port 0, read by the real ffprobe and
 //! ffmpeg over RTSP/TCP, and spoken to in raw bytes.
 //!
-//! Needs `target/debug/edgenvr` built first (`cargo build -p edgenvr --bin edgenvr`; the test
-//! script does it), and ffmpeg/ffprobe on PATH. Real time: about 8 s in all.
+//! Needs ffmpeg/ffprobe on PATH. Real time: about 8 s in all.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use edgenvr_tests::bins;
+
 /// Any external tool that has not finished in this long is hung; the test fails instead of
 /// hanging CI. Generous: the longest run here records 4 s of video.
 const TOOL_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// The built `edgenvr` binary, next to this test's own `deps/` directory.
-fn edgenvr_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test executable is in target/<profile>/deps");
-    let bin = profile_dir.join("edgenvr");
-    assert!(
-        bin.exists(),
-        "{} not found: run `cargo build -p edgenvr --bin edgenvr` first",
-        bin.display()
-    );
-    bin
-}
 
 /// A running `edgenvr sim-camera`; killed when dropped.
 struct SimCamera {
@@ -40,7 +24,7 @@ struct SimCamera {
 
 impl SimCamera {
     fn start(args: &[&str]) -> SimCamera {
-        let mut child = Command::new(edgenvr_bin())
+        let mut child = Command::new(bins::edgenvr())
             .args(["sim-camera", "--listen", "127.0.0.1:0"])
             .args(args)
             .stdin(Stdio::null())
@@ -405,7 +389,7 @@ fn garbage_and_unknown_paths_get_error_replies_and_the_server_keeps_serving() {
 #[test]
 fn a_missing_clip_file_is_a_clear_error() {
     let out = run(
-        edgenvr_bin().to_str().unwrap(),
+        bins::edgenvr().to_str().unwrap(),
         &[
             "sim-camera",
             "--listen",

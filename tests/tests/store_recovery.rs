@@ -13,10 +13,7 @@ use edgenvr_tests::gops::gops;
 use edgenvr_tests::h26x::{encode_test_stream, Codec};
 
 fn edgenvr(args: &[&str]) -> std::process::Output {
-    Command::new(bins::edgenvr().expect("edgenvr binary"))
-        .args(args)
-        .output()
-        .unwrap()
+    Command::new(bins::edgenvr()).args(args).output().unwrap()
 }
 
 /// A store holding one 6-GOP segment of camera "front"; returns the store directory.

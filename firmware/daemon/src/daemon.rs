@@ -3,25 +3,35 @@
 //! handlers and maps results to exit codes.
 //!
 //! `record` and `run` open the store on a blocking thread, start one task per camera on the
-//! caller's tokio runtime ([`crate::record::record_continuous`]), and return once every camera
-//! has stopped and closed its recording (after the shutdown signal, or when `record` gives up on
-//! a refused password).
+//! caller's tokio runtime ([`crate::record::record_continuous`] or, for `mode = "events"`,
+//! [`crate::record::record_events`]), and return once every camera has stopped and closed its
+//! recording (after the shutdown signal, or when `record` gives up on a refused password). `run`
+//! also starts the GPIO part ([`crate::gpio::start`]), the state bus with the sensors' changes and
+//! the box's health ([`crate::health`]), the TCP state port (`[state] listen`) and the MQTT
+//! publisher (`[mqtt] url`); all of them
+//! hear the same shutdown signal and `run` waits for every one.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
+use edgenvr_proto::Role;
+use tokio::sync::{broadcast, watch};
+use tokio::task::JoinSet;
 
 use crate::config::{self, Config, ConfigError, RecordModeConfig};
+use crate::gpio::{self, GpioSections};
+use crate::health::{self, CameraHealth, Health};
 use crate::ingest::{
     AuthFailurePolicy, CameraSource, CameraStatus, IngestErrorKind, IngestOptions, SourceError,
     Transport,
 };
 use crate::media::TIMESCALE_90K;
+use crate::publish::tcp::{StatePort, TcpStateConfig};
 use crate::record::{self, RecordError};
 use crate::shutdown::Shutdown;
+use crate::state::{unix_now_ms, SensorSpec, SensorValue, StateBus};
 use crate::store::{
     InitOptions, InitProgress, Store, StoreError, WriterOptions, DEFAULT_SLOT_BYTES,
 };
@@ -74,9 +84,23 @@ pub enum DaemonError {
     /// The config is unusable.
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// Something the box cannot do yet.
+    /// `--name` is not a usable camera name.
+    #[error("--name: {0}")]
+    BadName(String),
+    /// Something the box cannot do (a GPIO config it cannot start, a control socket it cannot
+    /// bind).
     #[error("{0}")]
     Unsupported(String),
+    /// A listener could not bind.
+    #[error("cannot listen for {what} on {addr}: {source}")]
+    Listen {
+        /// What the listener is for.
+        what: &'static str,
+        /// The configured address.
+        addr: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
     /// A blocking task or thread failed.
     #[error("internal: {0}")]
     Internal(String),
@@ -94,11 +118,13 @@ impl DaemonError {
 pub fn check_config(path: &Path) -> ExitCode {
     match config::load(path) {
         Ok(config) => {
+            let plural = |n: usize| if n == 1 { "" } else { "s" };
+            let (cameras, sensors) = (config.camera.len(), config.sensor.len());
             println!(
-                "{}: ok ({} camera{})",
+                "{}: ok ({cameras} camera{}, {sensors} sensor{})",
                 path.display(),
-                config.camera.len(),
-                if config.camera.len() == 1 { "" } else { "s" }
+                plural(cameras),
+                plural(sensors)
             );
             ExitCode::SUCCESS
         }
@@ -111,12 +137,21 @@ pub fn check_config(path: &Path) -> ExitCode {
 
 /// `edgenvr record`: one camera, continuously, until `shutdown`; gives up on a refused password.
 pub async fn record(request: RecordRequest, shutdown: Shutdown) -> Result<(), DaemonError> {
+    config::check_name(&request.name).map_err(DaemonError::BadName)?;
     let source = CameraSource::new(
         &request.name,
         &request.url,
         request.password.as_deref(),
         request.transport,
     )?;
+    if request.password.is_none()
+        && url::Url::parse(&request.url).is_ok_and(|u| u.password().is_some())
+    {
+        tracing::warn!(
+            "the camera password in the URL is visible to every user in `ps`; \
+             EDGENVR_RTSP_PASSWORD keeps it private"
+        );
+    }
     let init = match (request.max_bytes, request.wrap) {
         (Some(size_bytes), wrap) => Some(InitOptions {
             size_bytes,
@@ -156,6 +191,7 @@ pub async fn record(request: RecordRequest, shutdown: Shutdown) -> Result<(), Da
         clock,
         shutdown,
         &status,
+        Arc::default(),
     )
     .await?;
     log_counters(&source.name, &counters);
@@ -202,30 +238,82 @@ fn writer_options(segment: Duration, sync_interval: Duration) -> WriterOptions {
     }
 }
 
-/// `edgenvr run`: every camera of `config`, until `shutdown`. A camera with a refused password
-/// keeps retrying slowly (its status says why); the others record on.
+/// `edgenvr run`: the whole box from `config`, until `shutdown`: every camera (continuous or
+/// events mode), the GPIO sensors, outputs, rules and control socket, the state bus fed by the
+/// sensors and the box's health, and the TCP state port when `[state] listen` is set. A camera
+/// with a refused password keeps retrying slowly (its status says why) and a sensor whose pin
+/// cannot be opened is left out (logged); everything else runs on. Every task hears `shutdown`
+/// and this returns once all of them have stopped and every recording is closed.
 pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), DaemonError> {
-    if let Some(camera) = config
-        .camera
-        .iter()
-        .find(|c| c.mode == RecordModeConfig::Events)
-    {
-        return Err(DaemonError::Unsupported(format!(
-            "camera {}: mode = \"events\" needs sensor triggers, which this build does not wire yet",
-            camera.name
-        )));
+    run_with_status(config, shutdown, |_| {}).await
+}
+
+/// Each camera's name and the receiving end of its status (connecting, streaming, retrying and
+/// why, stopped).
+pub type CameraStatuses = Vec<(String, watch::Receiver<CameraStatus>)>;
+
+/// [`run`], handing every camera's status receiver to `publish` once the cameras are started
+/// (tests and embedders watch why a camera is not recording).
+pub async fn run_with_status(
+    config: Config,
+    shutdown: Shutdown,
+    publish: impl FnOnce(CameraStatuses),
+) -> Result<(), DaemonError> {
+    let problems = crate::gpio::config::validate(&config.sensor, &config.output, &config.rule);
+    if let Some(problem) = problems.first() {
+        return Err(DaemonError::Unsupported(problem.to_string()));
     }
     let mut sources = Vec::new();
     for camera in &config.camera {
-        sources.push(CameraSource::new(
-            &camera.name,
-            &camera.url,
-            None,
-            camera.transport,
-        )?);
+        sources.push((
+            CameraSource::new(&camera.name, &camera.url, None, camera.transport)?,
+            camera.clone(),
+        ));
     }
+    let mqtt_config = match &config.mqtt {
+        Some(section) => Some(mqtt_config(section, &config.box_.name)?),
+        None => None,
+    };
     let dir = config.storage.dir.clone();
     let store = blocking(move || Store::open(&dir)).await??;
+    let state_port = match &config.state.listen {
+        Some(listen) => {
+            Some(
+                StatePort::bind(listen.as_str())
+                    .await
+                    .map_err(|e| DaemonError::Listen {
+                        what: "state",
+                        addr: listen.clone(),
+                        source: e,
+                    })?,
+            )
+        }
+        None => None,
+    };
+
+    let bus = StateBus::new();
+    let (sensor_events, _) = gpio::event_channel();
+    let mut tasks: JoinSet<TaskOutcome> = JoinSet::new();
+    // Sensors join the catalog before their first change can happen.
+    tasks.spawn(feed_sensors(
+        bus.clone(),
+        &config.sensor,
+        sensor_events.subscribe(),
+        shutdown.clone(),
+    ));
+    let gpio = gpio::start(
+        GpioSections {
+            sensors: &config.sensor,
+            outputs: &config.output,
+            rules: &config.rule,
+            control: &config.control,
+        },
+        sensor_events.clone(),
+    )
+    .await
+    .map_err(|e| DaemonError::Unsupported(e.to_string()))?;
+    // The control socket logged `listening control PATH` when it bound.
+
     let options = IngestOptions {
         on_unauthorized: AuthFailurePolicy::RetrySlowly,
         ..IngestOptions::default()
@@ -233,40 +321,196 @@ pub async fn run(config: Config, shutdown: Shutdown) -> Result<(), DaemonError> 
     let segment = config.storage.segment.0;
     let sync_interval = config.storage.sync_interval.0;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let mut tasks = tokio::task::JoinSet::new();
-    for source in sources {
+    let mut cameras_health = Vec::new();
+    let mut statuses = CameraStatuses::new();
+    for (source, camera) in sources {
         let writer = store.camera_writer(&source.name, writer_options(segment, sync_interval))?;
+        let (status, status_rx) = watch::channel(CameraStatus::Connecting);
+        let activity = Arc::new(record::CameraActivity::default());
+        let events_mode = camera.mode == RecordModeConfig::Events;
+        statuses.push((source.name.clone(), status_rx.clone()));
+        cameras_health.push(CameraHealth {
+            name: source.name.clone(),
+            status: status_rx,
+            activity: activity.clone(),
+            events_mode,
+        });
         let (options, clock, shutdown) = (options.clone(), clock.clone(), shutdown.clone());
-        tracing::info!(camera = %source.name, url = %source.url, "recording");
-        tasks.spawn(async move {
-            let (status, _) = watch::channel(CameraStatus::Connecting);
-            let result = record::record_continuous(
-                &source,
-                &options,
-                writer,
-                sync_interval,
-                clock,
-                shutdown,
-                &status,
-            )
+        tracing::info!(camera = %source.name, url = %source.url, mode = ?camera.mode, "recording");
+        if events_mode {
+            let plan = record::EventPlan {
+                pre_roll: camera.pre_roll.0,
+                post_roll: camera.post_roll.0,
+                triggers: camera.triggers.clone(),
+            };
+            let triggers = sensor_events.subscribe();
+            tasks.spawn(async move {
+                let result = record::record_events(
+                    &source, &options, writer, &plan, triggers, clock, shutdown, &status, activity,
+                )
+                .await;
+                TaskOutcome::Camera(source.name, result)
+            });
+        } else {
+            tasks.spawn(async move {
+                let result = record::record_continuous(
+                    &source,
+                    &options,
+                    writer,
+                    sync_interval,
+                    clock,
+                    shutdown,
+                    &status,
+                    activity,
+                )
+                .await;
+                TaskOutcome::Camera(source.name, result)
+            });
+        }
+    }
+
+    publish(statuses);
+    let health = Health::register(
+        &bus,
+        store.clone(),
+        cameras_health,
+        config.storage.endurance.map(|e| e.0),
+        Path::new(health::THERMAL_ROOT),
+        &config.report,
+    )
+    .map_err(|e| DaemonError::Internal(e.to_string()))?;
+    let mut stop = shutdown.clone();
+    tasks.spawn(async move {
+        health.run(stop.clone()).await;
+        stop.requested().await;
+        TaskOutcome::Done
+    });
+    let (timer_bus, mut stop) = (bus.clone(), shutdown.clone());
+    tasks.spawn(async move {
+        timer_bus
+            .run_timers(async move { stop.requested().await })
             .await;
-            (source.name, result)
+        TaskOutcome::Done
+    });
+    if let Some(port) = state_port {
+        let (bus, mut stop) = (bus.clone(), shutdown.clone());
+        let config = TcpStateConfig::new(config.box_.name.clone());
+        tasks.spawn(async move {
+            port.serve(bus, config, async move { stop.requested().await })
+                .await;
+            TaskOutcome::Done
         });
     }
+    if let Some(mqtt) = mqtt_config {
+        let (mqtt_bus, mut stop) = (bus.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            if let Err(error) =
+                crate::publish::mqtt::run(mqtt_bus, mqtt, async move { stop.requested().await })
+                    .await
+            {
+                tracing::error!(%error, "MQTT publishing stopped");
+            }
+            TaskOutcome::Done
+        });
+    }
+
+    // Cameras (and listeners) are started: tell systemd (Type=notify) and feed its watchdog
+    // until the service value drops, after the last camera closed.
+    let _service = crate::notify::Service::ready_from_env(
+        &format!("recording {} camera(s)", config.camera.len()),
+        shutdown.clone(),
+    );
     let mut first_error = None;
     while let Some(joined) = tasks.join_next().await {
         match joined {
-            Ok((camera, Ok(counters))) => log_counters(&camera, &counters),
-            Ok((camera, Err(error))) => {
+            Ok(TaskOutcome::Camera(camera, Ok(counters))) => log_counters(&camera, &counters),
+            Ok(TaskOutcome::Camera(camera, Err(error))) => {
                 tracing::error!(camera = %camera, "{error}");
                 first_error.get_or_insert(DaemonError::Record(error));
             }
+            Ok(TaskOutcome::Done) => {}
             Err(join_error) => {
                 first_error.get_or_insert(DaemonError::Internal(join_error.to_string()));
             }
         }
     }
+    // Cameras are closed: only now stop the pins and remove the control socket.
+    gpio.shutdown().await;
     first_error.map_or(Ok(()), Err)
+}
+
+/// The publisher's settings from `[mqtt]`, the password read from its file.
+fn mqtt_config(
+    section: &config::MqttSection,
+    box_name: &str,
+) -> Result<crate::publish::mqtt::MqttConfig, DaemonError> {
+    let mut mqtt = crate::publish::mqtt::MqttConfig::new(section.url.clone(), box_name);
+    mqtt.username = section.username.clone();
+    if let Some(file) = &section.password_file {
+        let password = std::fs::read_to_string(file).map_err(|e| {
+            DaemonError::Unsupported(format!(
+                "mqtt.password_file {}: cannot read it: {e}",
+                file.display()
+            ))
+        })?;
+        // Files written by `echo` end in a newline that is not part of the password.
+        mqtt.password = Some(password.trim_end_matches(['\r', '\n']).to_owned());
+    }
+    Ok(mqtt)
+}
+
+/// What one of `run`'s tasks ended with.
+enum TaskOutcome {
+    Camera(String, Result<Arc<record::WriterCounters>, RecordError>),
+    Done,
+}
+
+/// Registers every `[[sensor]]` on the bus (inactive) and, until shutdown, sets each change.
+fn feed_sensors(
+    bus: StateBus,
+    sensors: &[crate::gpio::SensorConfig],
+    mut events: broadcast::Receiver<gpio::SensorEvent>,
+    mut shutdown: Shutdown,
+) -> impl std::future::Future<Output = TaskOutcome> + Send + 'static {
+    let mut ids = Vec::new();
+    for sensor in sensors {
+        match bus.register(SensorSpec::binary(sensor.name.clone(), Role::Sensor)) {
+            Ok(id) => {
+                let _ = bus.set_now(id, SensorValue::Binary(false));
+                ids.push(Some(id));
+            }
+            Err(error) => {
+                tracing::error!(sensor = %sensor.name, %error, "not in the state");
+                ids.push(None);
+            }
+        }
+    }
+    async move {
+        loop {
+            tokio::select! {
+                () = shutdown.requested() => break,
+                received = events.recv() => match received {
+                    Ok(event) => {
+                        if let Some(Some(id)) = ids.get(event.index) {
+                            let time_ms = event
+                                .at_wall
+                                .duration_since(std::time::UNIX_EPOCH)
+                                .map_or_else(|_| unix_now_ms(), |d| d.as_millis() as u64);
+                            let _ = bus.set(*id, SensorValue::Binary(event.triggered), time_ms);
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::warn!(missed, "state missed sensor events");
+                    }
+                    Err(broadcast::error::RecvError::Closed) => {
+                        shutdown.requested().await;
+                        break;
+                    }
+                },
+            }
+        }
+        TaskOutcome::Done
+    }
 }
 
 fn log_counters(camera: &str, counters: &record::WriterCounters) {

@@ -20,6 +20,7 @@ use serde::Deserialize;
 
 pub use units::{parse_size, ByteSize, HumanDuration};
 
+use crate::gpio::{ControlConfig, OutputConfig, RuleConfig, SensorConfig};
 use crate::ingest::{CameraSource, Transport};
 
 /// Where `run` and `check-config` look without `--config`.
@@ -37,6 +38,61 @@ pub struct Config {
     /// `[[camera]]`: the cameras to record.
     #[serde(default)]
     pub camera: Vec<CameraConfig>,
+    /// `[[sensor]]`: PIR inputs on GPIO (or simulated).
+    #[serde(default)]
+    pub sensor: Vec<SensorConfig>,
+    /// `[[output]]`: lights, relays.
+    #[serde(default)]
+    pub output: Vec<OutputConfig>,
+    /// `[[rule]]`: outputs following sensors.
+    #[serde(default)]
+    pub rule: Vec<RuleConfig>,
+    /// `[control]`: the local control socket (`edgenvr sim`).
+    #[serde(default)]
+    pub control: ControlConfig,
+    /// `[state]`: the TCP state port.
+    #[serde(default)]
+    pub state: StateConfig,
+    /// `[[report]]`: report-by-exception overrides for the box's scalar sensors.
+    #[serde(default)]
+    pub report: Vec<ReportConfig>,
+    /// `[mqtt]`: the broker the state is published to; none when absent.
+    pub mqtt: Option<MqttSection>,
+}
+
+/// `[mqtt]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttSection {
+    /// `mqtt://host[:port]`.
+    pub url: String,
+    /// Broker login.
+    pub username: Option<String>,
+    /// A file holding the broker password (kept out of the config, which is often world-readable).
+    pub password_file: Option<PathBuf>,
+}
+
+/// `[state]`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    /// `host:port` of the TCP state port (e.g. "0.0.0.0:7420"); no state port when absent.
+    pub listen: Option<String>,
+}
+
+/// `[[report]]`: how one scalar sensor of the box (`storage_used`, `front_fps`, ...) is
+/// reported upstream; keys left out keep the sensor's default.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportConfig {
+    /// The sensor's name as the catalog shows it.
+    pub sensor: String,
+    /// Changes smaller than this (in the sensor's unit) are not reported.
+    pub deadband: Option<f32>,
+    /// Least time between two reports.
+    pub min_interval: Option<HumanDuration>,
+    /// Most time between two reports (a heartbeat of the value).
+    pub max_interval: Option<HumanDuration>,
 }
 
 /// `[box]`.
@@ -72,6 +128,9 @@ pub struct StorageConfig {
     /// How often written video is synced: the most a power cut can lose.
     #[serde(default = "default_sync_interval")]
     pub sync_interval: HumanDuration,
+    /// The card's rated write endurance (e.g. "40TB" for a 32 GB high-endurance card's TBW);
+    /// when set, the box reports the share of it used so far.
+    pub endurance: Option<ByteSize>,
 }
 
 fn default_segment() -> HumanDuration {
@@ -218,13 +277,90 @@ impl Config {
         let mut problems = Vec::new();
         self.check_storage(&mut problems);
         self.check_cameras(&mut problems);
+        self.check_gpio(&mut problems);
+        self.check_state(&mut problems);
         problems
     }
 
-    /// The names that camera `triggers` may refer to. Sensors are declared by a later section;
-    /// until then nothing can trigger a recording.
+    /// The names that camera `triggers` may refer to: the `[[sensor]]` names.
     pub fn trigger_names(&self) -> Vec<&str> {
-        Vec::new()
+        self.sensor.iter().map(|s| s.name.as_str()).collect()
+    }
+
+    fn check_gpio(&self, problems: &mut Vec<Problem>) {
+        for found in crate::gpio::config::validate(&self.sensor, &self.output, &self.rule) {
+            // The GPIO check names entries (`sensor "pir"`); locate them by their section.
+            let key = if found.entry.starts_with("sensor") {
+                "sensor"
+            } else if found.entry.starts_with("output") {
+                "output"
+            } else if found.entry.starts_with("rule") {
+                "rule"
+            } else {
+                ""
+            };
+            problems.push(problem(key, found.to_string()));
+        }
+    }
+
+    fn check_state(&self, problems: &mut Vec<Problem>) {
+        if let Some(listen) = &self.state.listen {
+            if listen.parse::<std::net::SocketAddr>().is_err() && !looks_like_host_port(listen) {
+                problems.push(problem(
+                    "state.listen",
+                    format!("{listen:?} is not host:port (e.g. \"0.0.0.0:7420\")"),
+                ));
+            }
+        }
+        if let Some(endurance) = self.storage.endurance {
+            if endurance.0 == 0 {
+                problems.push(problem(
+                    "storage.endurance",
+                    "must be more than zero (the card's rated bytes written, e.g. \"40TB\")".into(),
+                ));
+            }
+        }
+        if let Some(mqtt) = &self.mqtt {
+            if let Err(e) = crate::publish::mqtt::broker_address(&mqtt.url) {
+                problems.push(problem("mqtt.url", e.to_string()));
+            }
+            if mqtt.password_file.is_some() && mqtt.username.is_none() {
+                problems.push(problem(
+                    "mqtt.password_file",
+                    "needs `username` as well".into(),
+                ));
+            }
+        }
+        let scalars = crate::health::scalar_names(self.camera.iter().map(|c| c.name.as_str()));
+        for (i, report) in self.report.iter().enumerate() {
+            if !scalars.contains(&report.sensor) {
+                problems.push(problem(
+                    &format!("report[{i}].sensor"),
+                    format!(
+                        "{:?} is not a scalar sensor of this box (one of: {})",
+                        report.sensor,
+                        scalars.join(", ")
+                    ),
+                ));
+            }
+            if report
+                .deadband
+                .is_some_and(|d| !(d.is_finite() && d >= 0.0))
+            {
+                problems.push(problem(
+                    &format!("report[{i}].deadband"),
+                    "must be a number of at least zero".into(),
+                ));
+            }
+            if let (Some(min), Some(max)) = (report.min_interval, report.max_interval) {
+                if max.0 < min.0 {
+                    problems.push(problem(
+                        &format!("report[{i}].max_interval"),
+                        "must not be shorter than min_interval".into(),
+                    ));
+                }
+            }
+        }
     }
 
     fn check_storage(&self, problems: &mut Vec<Problem>) {
@@ -285,8 +421,16 @@ impl Config {
     }
 }
 
-/// Names become store keys and log fields: keep them short and plain.
-fn check_name(name: &str) -> Result<(), String> {
+/// `name:port` with a port number (a host name the resolver will look up at run time).
+fn looks_like_host_port(listen: &str) -> bool {
+    listen
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+}
+
+/// Checks a camera (or sensor, output) name: names become store keys and log fields, so they stay
+/// short and plain.
+pub fn check_name(name: &str) -> Result<(), String> {
     // 32 characters: readable in a listing; the store and the wire format carry names often.
     const MAX_NAME_CHARS: usize = 32;
     if name.is_empty() {
@@ -452,6 +596,83 @@ transport = "udp"
         let problems = parse(&GOOD.replace("\"10s\"", "\"0s\"")).unwrap_err();
         assert_eq!(problems[0].key, "storage.segment");
         assert_eq!(problems[0].line, Some(7));
+    }
+
+    const BOX: &str = r#"
+[storage]
+dir = "/mnt/usb/edgenvr"
+endurance = "40TB"
+
+[state]
+listen = "0.0.0.0:7420"
+
+[mqtt]
+url = "mqtt://broker.lan:1883"
+username = "garage"
+password_file = "/etc/edgenvr/mqtt.pass"
+
+[[sensor]]
+name = "pir-hall"
+kind = "pir"
+backend = "sim"
+
+[[output]]
+name = "light"
+backend = "sim"
+
+[[rule]]
+when = "pir-hall"
+then = "light"
+for = "60s"
+
+[[camera]]
+name = "hall"
+url = "rtsp://cam-hall.lan/stream1"
+mode = "events"
+pre_roll = "2s"
+post_roll = "20s"
+triggers = ["pir-hall"]
+
+[[report]]
+sensor = "hall_fps"
+deadband = 2.0
+min_interval = "10s"
+"#;
+
+    #[test]
+    fn the_whole_box_parses_and_triggers_resolve() {
+        let config = parse(BOX).unwrap();
+        assert_eq!(config.sensor.len(), 1);
+        assert_eq!(config.camera[0].triggers, ["pir-hall"]);
+        assert_eq!(config.state.listen.as_deref(), Some("0.0.0.0:7420"));
+        assert_eq!(config.storage.endurance, Some(ByteSize(40_000_000_000_000)));
+        assert_eq!(config.report[0].deadband, Some(2.0));
+        assert!(config.mqtt.is_some());
+    }
+
+    #[test]
+    fn box_sections_are_checked() {
+        let text = BOX
+            .replace("\"0.0.0.0:7420\"", "\"port 7420\"")
+            .replace("then = \"light\"", "then = \"lamp\"")
+            .replace("sensor = \"hall_fps\"", "sensor = \"hall_fsp\"")
+            .replace("mqtt://broker", "http://broker")
+            .replace("triggers = [\"pir-hall\"]", "triggers = [\"pir-hal\"]");
+        let problems = parse(&text).unwrap_err();
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "camera[0].triggers[0]",
+                "rule",
+                "state.listen",
+                "mqtt.url",
+                "report[0].sensor"
+            ],
+            "{problems:?}"
+        );
+        assert!(problems.iter().all(|p| p.line.is_some()), "{problems:?}");
+        assert!(problems[1].message.contains("lamp"), "{problems:?}");
     }
 
     #[test]

@@ -1,17 +1,22 @@
 //! The hand-off from a camera's async task to blocking storage I/O: one writer thread per camera.
 //!
-//! Receives finished GOPs through a bounded queue ([`GopWriter::offer`] never blocks the camera
-//! task); the thread hands each to a [`GopSink`] (the store's camera writer) and closes the sink
-//! when the queue is closed. A full queue means the disk is slower than the camera: the GOP is
-//! dropped and counted rather than stalling the RTSP session (which would lose the stream anyway).
+//! Receives finished GOPs through a queue bounded at [`QUEUE_GOPS`] GOPs ([`GopWriter::offer`]
+//! never blocks the camera task), and, in events mode, event boundaries
+//! ([`GopWriter::begin_event`] with the pre-roll, [`GopWriter::end_event`]) in the same order;
+//! the thread hands each to a [`GopSink`] (the store's camera writer) and closes the sink when the
+//! queue is closed. A full queue means the disk is slower than the camera: the GOP is dropped and
+//! counted rather than stalling the RTSP session (which would lose the stream anyway). Event
+//! boundaries are never dropped (a lost end would leave an event open); an event that begins
+//! while the queue is full loses its pre-roll instead (counted as dropped GOPs).
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::media::Gop;
+use crate::store::EventInfo;
 
 /// Where a camera's GOPs go: blocking, called on the camera's writer thread only.
 pub trait GopSink: Send + 'static {
@@ -24,6 +29,25 @@ pub trait GopSink: Send + 'static {
     fn sync(&mut self) -> Result<(), Self::Error>;
     /// Makes everything written durable and releases the sink.
     fn close(self) -> Result<(), Self::Error>;
+    /// Marks what is appended from now on as video of `event` (called again with more sensors
+    /// when another trigger joins a running event).
+    fn begin_event(&mut self, event: &EventInfo) -> Result<(), Self::Error>;
+    /// Records the event's end and ends the segment (synced), so nothing more is written until
+    /// the next GOP or event.
+    fn end_event(&mut self, end_wall_ms: i64) -> Result<(), Self::Error>;
+}
+
+/// What goes through the queue to the writer thread, in order.
+#[derive(Debug)]
+enum WriteOp {
+    Gop(Gop),
+    BeginEvent {
+        event: EventInfo,
+        pre_roll: Vec<Gop>,
+    },
+    EndEvent {
+        end_wall_ms: i64,
+    },
 }
 
 /// GOPs queued between the camera task and the writer thread. Eight one-second GOPs ride out a
@@ -46,7 +70,9 @@ pub struct WriterCounters {
 #[derive(Debug)]
 pub struct GopWriter {
     camera: String,
-    queue: Option<SyncSender<Gop>>,
+    queue: Option<Sender<WriteOp>>,
+    /// GOPs in the queue: what bounds it (event boundaries are tiny and never dropped).
+    queued_gops: Arc<AtomicUsize>,
     thread: Option<JoinHandle<Result<(), String>>>,
     counters: Arc<WriterCounters>,
 }
@@ -58,25 +84,18 @@ impl GopWriter {
         mut sink: S,
         idle_sync: Duration,
     ) -> std::io::Result<Self> {
-        let (queue, receiver) = mpsc::sync_channel::<Gop>(QUEUE_GOPS);
+        let (queue, receiver) = mpsc::channel::<WriteOp>();
         let counters = Arc::new(WriterCounters::default());
+        let queued_gops = Arc::new(AtomicUsize::new(0));
+        let thread_queued = queued_gops.clone();
         let thread_counters = counters.clone();
         let thread_camera = camera.to_owned();
         let thread = std::thread::Builder::new()
             .name(format!("write-{camera}"))
             .spawn(move || {
-                loop {
-                    let gop = match receiver.recv_timeout(idle_sync) {
-                        Ok(gop) => gop,
-                        Err(RecvTimeoutError::Timeout) => {
-                            if let Err(error) = sink.sync() {
-                                tracing::error!(camera = %thread_camera, "sync failed: {error}");
-                            }
-                            continue;
-                        }
-                        Err(RecvTimeoutError::Disconnected) => break,
-                    };
-                    match sink.append(&gop) {
+                let append = |sink: &mut S, gop: &Gop| {
+                    thread_queued.fetch_sub(1, Ordering::Relaxed);
+                    match sink.append(gop) {
                         Ok(()) => {
                             thread_counters.written_gops.fetch_add(1, Ordering::Relaxed);
                         }
@@ -94,12 +113,41 @@ impl GopWriter {
                             }
                         }
                     }
+                };
+                loop {
+                    let op = match receiver.recv_timeout(idle_sync) {
+                        Ok(op) => op,
+                        Err(RecvTimeoutError::Timeout) => {
+                            if let Err(error) = sink.sync() {
+                                tracing::error!(camera = %thread_camera, "sync failed: {error}");
+                            }
+                            continue;
+                        }
+                        Err(RecvTimeoutError::Disconnected) => break,
+                    };
+                    match op {
+                        WriteOp::Gop(gop) => append(&mut sink, &gop),
+                        WriteOp::BeginEvent { event, pre_roll } => {
+                            if let Err(error) = sink.begin_event(&event) {
+                                tracing::error!(camera = %thread_camera, "marking an event failed: {error}");
+                            }
+                            for gop in &pre_roll {
+                                append(&mut sink, gop);
+                            }
+                        }
+                        WriteOp::EndEvent { end_wall_ms } => {
+                            if let Err(error) = sink.end_event(end_wall_ms) {
+                                tracing::error!(camera = %thread_camera, "ending an event failed: {error}");
+                            }
+                        }
+                    }
                 }
                 sink.close().map_err(|e| e.to_string())
             })?;
         Ok(Self {
             camera: camera.to_owned(),
             queue: Some(queue),
+            queued_gops,
             thread: Some(thread),
             counters,
         })
@@ -108,22 +156,57 @@ impl GopWriter {
     /// Queues a GOP for writing without blocking; drops it (counted, logged) when the queue is
     /// full.
     pub fn offer(&self, gop: Gop) {
+        if self.reserve(1) {
+            self.send(WriteOp::Gop(gop));
+        }
+    }
+
+    /// Starts event video: marks the event, then writes `pre_roll` (oldest first). Never blocks;
+    /// the pre-roll is dropped (counted) if the queue has no room for it, the mark never is.
+    pub fn begin_event(&self, event: EventInfo, pre_roll: Vec<Gop>) {
+        let pre_roll = if self.reserve(pre_roll.len()) {
+            pre_roll
+        } else {
+            Vec::new()
+        };
+        self.send(WriteOp::BeginEvent { event, pre_roll });
+    }
+
+    /// Ends event video at `end_wall_ms` and closes the segment. Never dropped.
+    pub fn end_event(&self, end_wall_ms: i64) {
+        self.send(WriteOp::EndEvent { end_wall_ms });
+    }
+
+    /// Takes room for `gops` GOPs in the queue, or counts them dropped. A pre-roll may take the
+    /// queue past [`QUEUE_GOPS`] once (it is bounded by its own byte budget) but only when the
+    /// queue had room when it came.
+    fn reserve(&self, gops: usize) -> bool {
+        if gops == 0 {
+            return true;
+        }
+        let queued = self.queued_gops.load(Ordering::Relaxed);
+        if queued < QUEUE_GOPS {
+            self.queued_gops.fetch_add(gops, Ordering::Relaxed);
+            return true;
+        }
+        let dropped = self
+            .counters
+            .dropped_gops
+            .fetch_add(gops as u64, Ordering::Relaxed);
+        if dropped / 100 != (dropped + gops as u64) / 100 || dropped == 0 {
+            tracing::warn!(
+                camera = %self.camera,
+                dropped_gops = dropped + gops as u64,
+                "storage is not keeping up; GOP dropped"
+            );
+        }
+        false
+    }
+
+    fn send(&self, op: WriteOp) {
         let Some(queue) = &self.queue else { return };
-        match queue.try_send(gop) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                let dropped = self.counters.dropped_gops.fetch_add(1, Ordering::Relaxed);
-                if dropped.is_multiple_of(100) {
-                    tracing::warn!(
-                        camera = %self.camera,
-                        dropped_gops = dropped + 1,
-                        "storage is not keeping up; GOP dropped"
-                    );
-                }
-            }
-            Err(TrySendError::Disconnected(_)) => {
-                self.counters.failed_gops.fetch_add(1, Ordering::Relaxed);
-            }
+        if queue.send(op).is_err() {
+            self.counters.failed_gops.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -164,6 +247,30 @@ pub(crate) mod tests {
     pub(crate) struct MemorySink {
         pub gops: Arc<Mutex<Vec<Gop>>>,
         pub closed: Arc<Mutex<bool>>,
+        /// Event boundaries in order: (index into `gops` where it happened, what).
+        pub events: Arc<Mutex<Vec<(usize, SinkEvent)>>>,
+    }
+
+    /// An event boundary a [`MemorySink`] saw.
+    #[derive(Clone, Debug, PartialEq)]
+    pub(crate) enum SinkEvent {
+        Begin(EventInfo),
+        End(i64),
+    }
+
+    impl MemorySink {
+        fn note(&self, event: SinkEvent) -> Result<(), std::io::Error> {
+            let at = self
+                .gops
+                .lock()
+                .map_err(|_| std::io::Error::other("poisoned"))?
+                .len();
+            self.events
+                .lock()
+                .map_err(|_| std::io::Error::other("poisoned"))?
+                .push((at, event));
+            Ok(())
+        }
     }
 
     impl GopSink for MemorySink {
@@ -177,6 +284,12 @@ pub(crate) mod tests {
         }
         fn sync(&mut self) -> Result<(), Self::Error> {
             Ok(())
+        }
+        fn begin_event(&mut self, event: &EventInfo) -> Result<(), Self::Error> {
+            self.note(SinkEvent::Begin(event.clone()))
+        }
+        fn end_event(&mut self, end_wall_ms: i64) -> Result<(), Self::Error> {
+            self.note(SinkEvent::End(end_wall_ms))
         }
         fn close(self) -> Result<(), Self::Error> {
             *self
