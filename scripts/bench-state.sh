@@ -14,6 +14,10 @@
 # `edgenvr sim set`; otherwise the edges are set on the load generator's own bus through its
 # --trigger-stdin (an in-process edge) and the script says so.
 #
+# The MQTT cost is computed per change (PUBLISH packet formula, see state_site.rs) and, on the
+# loopback run, also measured: the site publishes the same changes to a local mosquitto and the
+# broker's $SYS byte and publish counters are read over the counting window.
+#
 # Pieces: firmware/daemon/examples/state_site.rs (the site), scripts/bench_state_client.py (the
 # byte counter), scripts/bench_state_latency.py (edges and timestamps). Builds are the dev
 # profile (dependencies at opt-level 1), so the figures are conservative.
@@ -129,17 +133,35 @@ link_stats() {
     echo "$(date +%s.%N) $(echo "$stats" | awk '{print $2, $4, $7}')"
 }
 
+# A local mosquitto for the loopback run: the site also publishes its changes there, and the
+# broker's own counters ($SYS, refreshed every second) say what they cost on the wire.
+mqtt_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+printf 'listener %s 127.0.0.1\nallow_anonymous true\nsys_interval 1\n' "$mqtt_port" >"$work/mosquitto.conf"
+mosquitto -c "$work/mosquitto.conf" >"$work/mosquitto.log" 2>&1 &
+pids+=("$!")
+for _ in $(seq 1 50); do
+    mosquitto_sub -p "$mqtt_port" -t '$SYS/broker/version' -C 1 -W 1 >/dev/null 2>&1 && break
+    sleep 0.1
+done
+mosquitto_sub -p "$mqtt_port" -F '%U %t %p' -t '$SYS/broker/bytes/received' \
+    -t '$SYS/broker/publish/messages/received' >"$work/mqtt-sys.txt" 2>/dev/null &
+pids+=("$!")
+
 # One run: site (and box) bound on BIND, clients connecting to CONNECT, prefixed with WRAP.
 run_link() {
-    local name=$1 bind=$2 connect=$3 measure_link=$4
-    shift 4
+    local name=$1 bind=$2 connect=$3 measure_link=$4 site_mqtt=$5
+    shift 5
     local wrap=("$@")
     local dir=$work/$name
     mkdir -p "$dir"
     mkfifo "$dir/trigger"
     # Held open read-write so neither the site nor the latency driver blocks opening it.
     exec {trigger_fd}<>"$dir/trigger"
-    "$site" --listen "$bind:0" --trigger-stdin <&"$trigger_fd" >"$dir/site.jsonl" 2>"$dir/site.log" &
+    local mqtt_args=()
+    if [ "$site_mqtt" = yes ]; then
+        mqtt_args=(--mqtt "127.0.0.1:$mqtt_port")
+    fi
+    "$site" --listen "$bind:0" --trigger-stdin "${mqtt_args[@]}" <&"$trigger_fd" >"$dir/site.jsonl" 2>"$dir/site.log" &
     local site_pid=$!
     pids+=("$site_pid")
     exec {trigger_fd}>&-
@@ -165,18 +187,18 @@ run_link() {
         >"$dir/client.json" &
     local client_pid=$!
     pids+=("$client_pid")
-    if [ "$measure_link" = yes ]; then
-        (
-            while [ ! -e "$dir/counting" ]; do sleep 0.1; done
-            link_stats >"$dir/link-start"
-        ) &
-        pids+=("$!")
-    fi
+    (
+        while [ ! -e "$dir/counting" ]; do sleep 0.1; done
+        date +%s.%N >"$dir/window-start"
+        if [ "$measure_link" = yes ]; then link_stats >"$dir/link-start"; fi
+    ) &
+    pids+=("$!")
     # The edges start once the byte counter is counting: the latency is measured under the
     # site's steady load, not behind its 1.4 MB catalog.
     python3 scripts/bench_state_latency.py --edges "$edges" --wait-file "$dir/counting" \
         "${latency_args[@]}" >"$dir/latency.json"
     wait "$client_pid"
+    date +%s.%N >"$dir/window-end"
     if [ "$measure_link" = yes ]; then
         link_stats >"$dir/link-end"
     fi
@@ -185,9 +207,9 @@ run_link() {
 }
 
 echo "bench-state: loopback run (${measure_s}s of counting, $edges edges)..." >&2
-run_link loopback 127.0.0.1 127.0.0.1 no
+run_link loopback 127.0.0.1 127.0.0.1 no yes
 echo "bench-state: 256 kbit/s tbf run (the catalog alone takes ~45 s)..." >&2
-run_link tbf "$box_ip" "$box_ip" yes ip netns exec "$ns"
+run_link tbf "$box_ip" "$box_ip" yes no ip netns exec "$ns"
 
 python3 - "$work" "$latency_source" "$link_bytes_per_s" "$measure_s" "$edges" <<'EOF'
 import json, sys
@@ -215,10 +237,28 @@ edgenvr_per_change = c["bytes"] / changes
 edgenvr_per_binary = (c["bytes"] - c["scalar_change_bytes"]) / c["binary_changes"]
 edgenvr_rate = c["bytes"] / c["seconds"]
 site_changes = s["binary_changes"] + s["scalar_reports"]
+# The broker's counters over the loopback counting window: first and last sample inside it.
+with open(f"{work}/loopback/window-start") as f0, open(f"{work}/loopback/window-end") as f1:
+    w0, w1 = float(f0.read()), float(f1.read())
+samples = {}
+with open(f"{work}/mqtt-sys.txt") as f:
+    for line in f:
+        parts = line.split()
+        if len(parts) == 3 and w0 <= float(parts[0]) <= w1:
+            samples.setdefault(parts[1], []).append((float(parts[0]), int(parts[2])))
+bytes_s = samples.get("$SYS/broker/bytes/received", [])
+pubs_s = samples.get("$SYS/broker/publish/messages/received", [])
+mqtt_per_publish = mqtt_rate = None
+if len(bytes_s) >= 2 and len(pubs_s) >= 2:
+    mqtt_per_publish = (bytes_s[-1][1] - bytes_s[0][1]) / (pubs_s[-1][1] - pubs_s[0][1])
+    mqtt_rate = (bytes_s[-1][1] - bytes_s[0][1]) / (bytes_s[-1][0] - bytes_s[0][0])
+results["mqtt_broker"] = {"bytes": bytes_s[:1] + bytes_s[-1:], "publishes": pubs_s[:1] + pubs_s[-1:],
+                          "sent": s["mqtt_sent"], "refused": s["mqtt_refused"]}
 rows = [
     ("edgenvr frames over TCP (measured)", edgenvr_per_change, edgenvr_rate),
     ("HA MQTT, ON/OFF payload", s["mqtt_plain_bytes"] / site_changes, s["mqtt_plain_bytes"] / s["seconds"]),
     ("HA MQTT, JSON payload", s["mqtt_json_bytes"] / site_changes, s["mqtt_json_bytes"] / s["seconds"]),
+    ("HA MQTT, ON/OFF payload, through mosquitto (broker's $SYS counters)", mqtt_per_publish, mqtt_rate),
     ("XML polled at 1 Hz", None, s["xml_bytes"] / max(1, s["xml_documents"])),
 ]
 print(f"site: {c['sensors']} sensors; {c['binary_changes'] / c['seconds']:.0f} binary + "
@@ -228,6 +268,9 @@ print()
 print(f"| format | bytes per change | bytes/s | fits in 256 kbit/s ({link} B/s)? |")
 print("| --- | --- | --- | --- |")
 for name, per, rate in rows:
+    if rate is None:
+        print(f"| {name} | not measured (no $SYS samples) | | |")
+        continue
     per_text = "whole site every second" if per is None else f"{per:.2f}"
     print(f"| {name} | {per_text} | {rate:,.0f} | {'yes' if rate <= link else 'no'} ({100 * rate / link:.1f} %) |")
 print()

@@ -18,6 +18,8 @@
 //!   `homeassistant/<binary_sensor|sensor>/<site>/<name>/state`: plain payload `ON`/`OFF` or
 //!   `21.5`, and a JSON payload `{"state":"ON"}` / `{"temperature":21.5}`. Packet bytes =
 //!   1 (fixed header) + len(varint remaining) + remaining, remaining = 2 + topic + payload;
+//!   With `--mqtt HOST:PORT` the plain-payload publishes are also really sent, QoS 0, to that
+//!   broker (the benchmark reads the broker's `$SYS` byte counters);
 //! - polled XML: once a second the whole site's current state (a bus snapshot) as one XML
 //!   document, `<sensor id=".." name=".." state="0"/>` per binary sensor, its length.
 //!
@@ -59,6 +61,10 @@ struct Args {
     /// Seed of the random site.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Also publish every change, Home-Assistant style (plain payload), to this MQTT broker
+    /// (HOST:PORT), so the broker's own byte counters can be read against the formula.
+    #[arg(long)]
+    mqtt: Option<String>,
     /// Register one more binary sensor, `bench_pir`, left alone by the random process, and set
     /// sensors from `NAME high|low` lines on stdin.
     #[arg(long)]
@@ -227,6 +233,43 @@ fn mqtt_publish_bytes(topic: &str, payload: &str) -> u64 {
     (1 + length_bytes + remaining) as u64
 }
 
+/// Publishes queued for the broker connection before `try_publish` refuses: 4096 is 20 s of the
+/// site's changes, far more than a local broker lets pile up.
+const MQTT_QUEUE_PUBLISHES: usize = 4096;
+
+/// Connects to the broker at `address` (HOST:PORT) and drives the connection until `stop`.
+fn mqtt_client(
+    address: &str,
+    site: &str,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<(rumqttc::AsyncClient, tokio::task::JoinHandle<()>)> {
+    let (host, port) = address
+        .rsplit_once(':')
+        .ok_or_else(|| anyhow::anyhow!("--mqtt wants HOST:PORT, got {address:?}"))?;
+    let mut options = rumqttc::MqttOptions::new(format!("state-site-{site}"), host, port.parse()?);
+    // 30 s, as the box's own MQTT publisher: two PINGREQs a minute, noise next to the changes.
+    options.set_keep_alive(Duration::from_secs(30));
+    let (client, mut eventloop) = rumqttc::AsyncClient::new(options, MQTT_QUEUE_PUBLISHES);
+    let driver = tokio::spawn(async move {
+        loop {
+            let lost = tokio::select! {
+                _ = stop.wait_for(|stop| *stop) => return,
+                event = eventloop.poll() => match event {
+                    Ok(_) => false,
+                    Err(error) => {
+                        tracing::warn!(%error, "mqtt connection lost, retrying in 1 s");
+                        true
+                    }
+                },
+            };
+            if lost {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    });
+    Ok((client, driver))
+}
+
 #[derive(Default, Clone, Copy)]
 struct Counts {
     binary_changes: u64,
@@ -236,9 +279,23 @@ struct Counts {
     xml_bytes: u64,
     xml_documents: u64,
     lagged: u64,
+    mqtt_sent: u64,
+    mqtt_refused: u64,
 }
 
 impl Counts {
+    fn add(&mut self, other: &Counts) {
+        self.binary_changes += other.binary_changes;
+        self.scalar_reports += other.scalar_reports;
+        self.mqtt_plain_bytes += other.mqtt_plain_bytes;
+        self.mqtt_json_bytes += other.mqtt_json_bytes;
+        self.xml_bytes += other.xml_bytes;
+        self.xml_documents += other.xml_documents;
+        self.lagged += other.lagged;
+        self.mqtt_sent += other.mqtt_sent;
+        self.mqtt_refused += other.mqtt_refused;
+    }
+
     fn json(&self, kind: &str, seconds: f64) -> serde_json::Value {
         json!({
             "kind": kind,
@@ -250,6 +307,8 @@ impl Counts {
             "xml_bytes": self.xml_bytes,
             "xml_documents": self.xml_documents,
             "lagged": self.lagged,
+            "mqtt_sent": self.mqtt_sent,
+            "mqtt_refused": self.mqtt_refused,
         })
     }
 }
@@ -281,6 +340,11 @@ async fn main() -> anyhow::Result<()> {
         let stop = stopped(stop_rx.clone());
         async move { bus.run_timers(stop).await }
     });
+
+    let mqtt = match &args.mqtt {
+        Some(address) => Some(mqtt_client(address, &args.site, stop_rx.clone())?),
+        None => None,
+    };
 
     // Costs every reported change as MQTT, like a publisher would see it.
     let mut events = bus.subscribe().events;
@@ -360,13 +424,7 @@ async fn main() -> anyhow::Result<()> {
                 }
                 let seconds = started.elapsed().as_secs_f64();
                 println!("{}", second.json("second", seconds));
-                total.binary_changes += second.binary_changes;
-                total.scalar_reports += second.scalar_reports;
-                total.mqtt_plain_bytes += second.mqtt_plain_bytes;
-                total.mqtt_json_bytes += second.mqtt_json_bytes;
-                total.xml_bytes += second.xml_bytes;
-                total.xml_documents += second.xml_documents;
-                total.lagged += second.lagged;
+                total.add(&second);
                 second = Counts::default();
                 next_second += Duration::from_secs(1);
             }
@@ -388,6 +446,12 @@ async fn main() -> anyhow::Result<()> {
                     };
                     let topic = format!("homeassistant/{component}/{}/{name}/state", args.site);
                     second.mqtt_plain_bytes += mqtt_publish_bytes(&topic, &plain);
+                    if let Some((client, _)) = &mqtt {
+                        match client.try_publish(topic.clone(), rumqttc::QoS::AtMostOnce, false, plain.clone()) {
+                            Ok(()) => second.mqtt_sent += 1,
+                            Err(_) => second.mqtt_refused += 1,
+                        }
+                    }
                     second.mqtt_json_bytes += mqtt_publish_bytes(&topic, &json_payload);
                     if is_binary {
                         second.binary_changes += 1;
@@ -418,6 +482,11 @@ async fn main() -> anyhow::Result<()> {
     let _ = server.await;
     let _ = timers.await;
     let _ = poller.await;
+    if let Some((_, driver)) = mqtt {
+        let _ = driver.await;
+    }
+    // The last, partial second counts too.
+    total.add(&second);
     println!("{}", total.json("summary", started.elapsed().as_secs_f64()));
     Ok(())
 }
