@@ -16,7 +16,7 @@ root=$PWD
 
 short=0
 [ "${1:-}" = "--short" ] && short=1
-if ((short)); then pre_roll=2s post_roll=3s watch_s=8; else pre_roll=5s post_roll=5s watch_s=25; fi
+if ((short)); then pre_roll=2s post_roll=3s watch_s=8; else pre_roll=5s post_roll=5s watch_s=30; fi
 
 scripts/setup.sh
 [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
@@ -58,8 +58,8 @@ pids+=($!)
 rtsp=$(listening rtsp "$work/sim-camera.log" $!)
 echo "camera: rtsp://$rtsp/front"
 
-say "provisioning a 256 MiB store (zero-filled slots)"
-"$edgenvr" store init "$work/store" --size 256MiB
+say "provisioning a 128 MiB store (zero-filled slots)"
+"$edgenvr" store init "$work/store" --size 128MiB
 
 cat >"$work/config.toml" <<TOML
 [box]
@@ -99,7 +99,7 @@ listen = "127.0.0.1:0"
 
 [http]
 listen = "127.0.0.1:0"
-token = "demo-token"
+token = "demo-token-not-secret"
 
 [control]
 socket = "$work/control.sock"
@@ -117,17 +117,23 @@ listening control "$work/edgenvr.log" $box >/dev/null
 echo "state port: $state   HTTP API: $http"
 
 say "the PIR fires now and then; nvrctl watch shows the box's state live ($watch_s s)"
+# Someone walks past: the PIR's output goes high for a second. Short mode: once; otherwise every
+# ~10 s while the watch runs.
 (
   sleep 3
-  "$edgenvr" sim set pir-door high --config "$work/config.toml" >/dev/null
-  sleep 1
-  "$edgenvr" sim set pir-door low --config "$work/config.toml" >/dev/null
+  while :; do
+    "$edgenvr" sim set pir-door high --config "$work/config.toml" >/dev/null
+    sleep 1
+    "$edgenvr" sim set pir-door low --config "$work/config.toml" >/dev/null
+    ((short)) && break
+    sleep 9
+  done
 ) &
 pids+=($!)
 timeout "$watch_s" "$nvrctl" watch "$state" || true
 
 say "recordings on the box (nvrctl recordings)"
-export EDGENVR_TOKEN=demo-token
+export EDGENVR_TOKEN=demo-token-not-secret
 "$nvrctl" recordings "$http" --camera front
 
 say "pulling a clip of the last event (nvrctl pull)"

@@ -4,7 +4,7 @@
 Run with Debian's /usr/bin/python3 (needs python3-gi, gir1.2-gst-rtsp-server-1.0, python3-gst-1.0).
 
     rtsp-server.py --stream /h264=clip.h264 --stream /h265=clip.h265 [--fps 25]
-                   [--port 0] [--user U --password P] [--audio]
+                   [--port 0] [--user U --password P [--basic]] [--audio]
 
 Each --stream maps an RTSP path to a raw H.264 (.h264/.264) or H.265 (.h265/.hevc/.265) file
 encoded without B-frames. The file carries no timestamps, so each access unit is stamped
@@ -16,7 +16,7 @@ Stdout protocol, one line each, flushed (the test harness reads it):
     frames PATH N       the total access units stamped for PATH so far (across pipeline restarts),
                         printed when it changed, every 200 ms
     idle PATH N         PATH's pipeline stopped (its last client left) after N frames in total
-With --user/--password, every path requires digest authentication.
+With --user/--password, every path requires digest authentication (basic with --basic).
 """
 
 import argparse
@@ -105,6 +105,7 @@ def main():
     ap.add_argument("--port", default="0")
     ap.add_argument("--user")
     ap.add_argument("--password")
+    ap.add_argument("--basic", action="store_true", help="basic instead of digest authentication")
     ap.add_argument("--audio", action="store_true", help="add an AAC audio track to every path")
     args = ap.parse_args()
 
@@ -118,8 +119,13 @@ def main():
         auth = GstRtspServer.RTSPAuth()
         token = GstRtspServer.RTSPToken()
         token.set_string(GstRtspServer.RTSP_TOKEN_MEDIA_FACTORY_ROLE, "user")
-        auth.add_digest(args.user, args.password or "", token)
-        auth.set_supported_methods(GstRtsp.RTSPAuthMethod.DIGEST)
+        if args.basic:
+            basic = GstRtspServer.RTSPAuth.make_basic(args.user, args.password or "")
+            auth.add_basic(basic, token)
+            auth.set_supported_methods(GstRtsp.RTSPAuthMethod.BASIC)
+        else:
+            auth.add_digest(args.user, args.password or "", token)
+            auth.set_supported_methods(GstRtsp.RTSPAuthMethod.DIGEST)
         server.set_auth(auth)
 
     for spec in args.stream:

@@ -34,4 +34,7 @@ done
 step "protocol crate for a microcontroller (thumbv6m-none-eabi, defmt)"
 cargo build --locked -p edgenvr-proto --target thumbv6m-none-eabi --features defmt
 
+step "the README's main-job command, short mode"
+scripts/demo.sh --short
+
 step "all checks passed"

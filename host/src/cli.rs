@@ -9,7 +9,11 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use crate::client::with_default_port;
+use crate::http::{default_config_path, resolve_token, BoxClient, TOKEN_ENV};
 use crate::mqtt_watch::watch_mqtt;
+use crate::pull::{pull, PullRequest};
+use crate::recordings::{fetch, write_table, RecordingsQuery};
+use crate::times::parse_time_ms;
 use crate::watch::{state, watch, WatchError, WatchOutput};
 
 /// nvrctl: watch an edgenvr box's state live and pull clips from it.
@@ -51,6 +55,67 @@ pub enum Command {
         /// The capture; `-` or nothing for standard input.
         file: Option<PathBuf>,
     },
+    /// List a box's recordings: time ranges with the gaps between them, and events.
+    Recordings {
+        /// The box's HTTP API, HOST[:PORT] (default port 7421).
+        target: String,
+        /// Only this camera.
+        #[arg(long)]
+        camera: Option<String>,
+        /// Only what ends after this time (RFC 3339, "YYYY-MM-DD HH:MM[:SS]", "HH:MM", "-5m").
+        #[arg(long)]
+        from: Option<String>,
+        /// Only what starts before this time (same forms as --from).
+        #[arg(long)]
+        to: Option<String>,
+        /// The box's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        token: TokenArgs,
+    },
+    /// Download one camera's video from --from to --to as one MP4 (resumes an interrupted
+    /// download of the same clip when run again).
+    Pull {
+        /// The box's HTTP API, HOST[:PORT] (default port 7421).
+        target: String,
+        /// The camera.
+        #[arg(long)]
+        camera: String,
+        /// Start (RFC 3339, "YYYY-MM-DD HH:MM[:SS]", "HH:MM" today, "-5m"); the clip starts at
+        /// the key frame at or before it.
+        #[arg(long)]
+        from: String,
+        /// End (same forms as --from); the clip ends at or after it.
+        #[arg(long)]
+        to: String,
+        /// The file to write (FILE.part while downloading).
+        #[arg(short = 'o', long = "output")]
+        output: PathBuf,
+        #[command(flatten)]
+        token: TokenArgs,
+    },
+}
+
+/// Where the HTTP API token comes from.
+#[derive(Debug, clap::Args)]
+pub struct TokenArgs {
+    /// The box's API token (else EDGENVR_TOKEN, else `token` in ~/.config/nvrctl/config.toml).
+    #[arg(long)]
+    token: Option<String>,
+}
+
+impl TokenArgs {
+    fn client(&self, target: &str) -> anyhow::Result<BoxClient> {
+        let env = std::env::var(TOKEN_ENV).ok();
+        let config = default_config_path();
+        let token = resolve_token(self.token.as_deref(), env.as_deref(), config.as_deref())?;
+        Ok(BoxClient::new(target, token))
+    }
+}
+
+fn parse_time_arg(name: &str, text: &str, now: &jiff::Zoned) -> anyhow::Result<i64> {
+    parse_time_ms(text, now).with_context(|| format!("--{name}"))
 }
 
 /// Runs the command line and returns the process exit code.
@@ -108,6 +173,75 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 other => other.map(|_| ()).context("decoding"),
             }?;
             stdout.flush().ok();
+            Ok(())
+        }
+        Command::Recordings {
+            target,
+            camera,
+            from,
+            to,
+            json,
+            token,
+        } => {
+            let now = jiff::Zoned::now();
+            let query = RecordingsQuery {
+                camera,
+                from_ms: from.map(|t| parse_time_arg("from", &t, &now)).transpose()?,
+                to_ms: to.map(|t| parse_time_arg("to", &t, &now)).transpose()?,
+            };
+            if let (Some(from), Some(to)) = (query.from_ms, query.to_ms) {
+                anyhow::ensure!(from <= to, "--from is after --to");
+            }
+            let client = token.client(&target)?;
+            let listing = fetch(&client, &query)
+                .with_context(|| format!("recordings of {}", client.base()))?;
+            let written = if json {
+                serde_json::to_writer_pretty(&mut stdout, &listing)
+                    .map_err(io::Error::from)
+                    .and_then(|()| writeln!(stdout))
+            } else {
+                write_table(&listing, now.time_zone(), &mut stdout)
+            };
+            match written {
+                Err(error) if error.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+                other => Ok(other?),
+            }
+        }
+        Command::Pull {
+            target,
+            camera,
+            from,
+            to,
+            output,
+            token,
+        } => {
+            let now = jiff::Zoned::now();
+            let request = PullRequest {
+                camera,
+                from_ms: parse_time_arg("from", &from, &now)?,
+                to_ms: parse_time_arg("to", &to, &now)?,
+                output,
+                progress: io::stderr().is_terminal(),
+            };
+            anyhow::ensure!(request.from_ms <= request.to_ms, "--from is after --to");
+            let client = token.client(&target)?;
+            let report = pull(&client, &request)
+                .with_context(|| format!("pulling a clip from {}", client.base()))?;
+            let resumed = if report.resumed_from > 0 {
+                format!(", resumed at byte {}", report.resumed_from)
+            } else {
+                String::new()
+            };
+            eprintln!(
+                "{}: {} bytes, {} to {}{resumed}",
+                request.output.display(),
+                report.total_bytes,
+                report.clip_start.as_deref().unwrap_or("?"),
+                report.clip_end.as_deref().unwrap_or("?"),
+            );
+            if let Some(why) = &report.truncated {
+                eprintln!("nvrctl: warning: the clip ends early at {why}");
+            }
             Ok(())
         }
     }

@@ -24,49 +24,56 @@ struct Reports {
     exited: bool,
 }
 
+/// What a test server offers beyond its streams.
+#[derive(Clone, Debug, Default)]
+pub struct ServerOptions {
+    /// `(user, password)` every path requires.
+    pub auth: Option<(String, String)>,
+    /// Basic instead of digest authentication.
+    pub basic_auth: bool,
+    /// A live AAC track (16 kHz mono) on every path.
+    pub audio: bool,
+}
+
 /// A running test RTSP server; killed on drop.
 pub struct RtspServer {
     child: Child,
     port: u16,
     reports: Arc<(Mutex<Reports>, Condvar)>,
     streams: Vec<(String, PathBuf)>,
-    auth: Option<(String, String)>,
-    audio: bool,
+    options: ServerOptions,
 }
 
 impl RtspServer {
-    /// Starts a server for `streams` (`(path, clip)`, path like `/h264`) on any free port.
+    /// Starts a server for `streams` (`(path, clip)`, path like `/h264`) on any free port, with
+    /// digest authentication when `auth` is given.
     pub fn start(streams: &[(&str, &Path)], auth: Option<(&str, &str)>) -> anyhow::Result<Self> {
-        Self::start_with(streams, auth, false)
+        let options = ServerOptions {
+            auth: auth.map(|(u, p)| (u.to_owned(), p.to_owned())),
+            ..ServerOptions::default()
+        };
+        Self::start_with(streams, options)
     }
 
-    /// Like [`RtspServer::start`]; with `audio`, every path also carries a live AAC track
-    /// (16 kHz mono).
-    pub fn start_with(
-        streams: &[(&str, &Path)],
-        auth: Option<(&str, &str)>,
-        audio: bool,
-    ) -> anyhow::Result<Self> {
+    /// Like [`RtspServer::start`], with every option.
+    pub fn start_with(streams: &[(&str, &Path)], options: ServerOptions) -> anyhow::Result<Self> {
         let streams: Vec<(String, PathBuf)> = streams
             .iter()
             .map(|(p, f)| ((*p).to_owned(), f.to_path_buf()))
             .collect();
-        let auth = auth.map(|(u, p)| (u.to_owned(), p.to_owned()));
-        Self::spawn(streams, auth, audio, 0)
+        Self::spawn(streams, options, 0)
     }
 
     /// Starts the same server again on the same port (after [`RtspServer::kill`]).
     pub fn restart(self) -> anyhow::Result<Self> {
-        let (streams, auth, port) = (self.streams.clone(), self.auth.clone(), self.port);
-        let audio = self.audio;
+        let (streams, options, port) = (self.streams.clone(), self.options.clone(), self.port);
         drop(self);
-        Self::spawn(streams, auth, audio, port)
+        Self::spawn(streams, options, port)
     }
 
     fn spawn(
         streams: Vec<(String, PathBuf)>,
-        auth: Option<(String, String)>,
-        audio: bool,
+        options: ServerOptions,
         port: u16,
     ) -> anyhow::Result<Self> {
         let mut cmd = Command::new("/usr/bin/python3");
@@ -76,11 +83,14 @@ impl RtspServer {
             cmd.arg("--stream")
                 .arg(format!("{path}={}", clip.display()));
         }
-        if let Some((user, password)) = &auth {
+        if let Some((user, password)) = &options.auth {
             cmd.args(["--user", user, "--password", password]);
         }
-        if audio {
+        if options.audio {
             cmd.arg("--audio");
+        }
+        if options.basic_auth {
+            cmd.arg("--basic");
         }
         let mut child = cmd
             .stdout(Stdio::piped())
@@ -122,8 +132,7 @@ impl RtspServer {
             port: 0,
             reports,
             streams,
-            auth,
-            audio,
+            options,
         };
         server.port = server
             .wait_for(STARTUP_TIMEOUT, |r| r.port)?

@@ -9,7 +9,7 @@ use edgenvr_tests::bins;
 use edgenvr_tests::clips::{make_clip, Codec, FPS};
 use edgenvr_tests::process::Process;
 use edgenvr_tests::recording::playable_segments;
-use edgenvr_tests::rtsp_server::RtspServer;
+use edgenvr_tests::rtsp_server::{RtspServer, ServerOptions};
 
 const STEP_TIMEOUT: Duration = Duration::from_secs(30);
 /// The test server's AAC track: 16 kHz, 1024 samples per frame.
@@ -39,7 +39,13 @@ fn aac_from_the_camera_is_recorded_with_the_video() -> anyhow::Result<()> {
     let edgenvr = bins::edgenvr();
     let work = tempfile::tempdir()?;
     let clip = make_clip(work.path(), Codec::H264, 2)?;
-    let server = RtspServer::start_with(&[("/cam", &clip)], None, true)?;
+    let server = RtspServer::start_with(
+        &[("/cam", &clip)],
+        ServerOptions {
+            audio: true,
+            ..ServerOptions::default()
+        },
+    )?;
     let dir = work.path().join("store");
     std::fs::create_dir(&dir)?;
     let url = server.url("/cam", None);

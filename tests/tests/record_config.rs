@@ -82,7 +82,7 @@ fn check_config_names_each_problem() -> anyhow::Result<()> {
         ],
     )?;
     assert!(status.success(), "{stderr}");
-    assert!(stdout.contains("ok (2 cameras)"), "{stdout}");
+    assert!(stdout.contains(": ok (2 cameras, 1 sensor)"), "{stdout}");
 
     let bad = work.path().join("bad.toml");
     std::fs::write(

@@ -9,7 +9,7 @@ use edgenvr::ingest::{
 use edgenvr::media::{StreamParams, VideoCodec, VideoFrame};
 use edgenvr::shutdown::{Shutdown, ShutdownTrigger};
 use edgenvr_tests::clips::{make_clip, Codec, GOP_FRAMES};
-use edgenvr_tests::rtsp_server::RtspServer;
+use edgenvr_tests::rtsp_server::{RtspServer, ServerOptions};
 
 /// Collects what a session delivers and asks for shutdown after `stop_after` frames.
 struct Collect {
@@ -171,5 +171,35 @@ fn digest_auth_right_password_streams_wrong_one_fails_without_leaking() -> anyho
     assert!(!message.contains("wr0ng-guess"), "{message}");
     assert!(collect.frames.is_empty());
     assert_eq!(*status.borrow(), ingest::CameraStatus::Stopped);
+    Ok(())
+}
+
+#[test]
+fn basic_auth_is_accepted_too() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let h264 = make_clip(dir.path(), Codec::H264, 2)?;
+    let options = ServerOptions {
+        auth: Some(("viewer".into(), "b4sic-pw".into())),
+        basic_auth: true,
+        ..ServerOptions::default()
+    };
+    let server = RtspServer::start_with(&[("/h264", &h264)], options)?;
+    let source = CameraSource::new(
+        "cam",
+        &server.url("/h264", Some(("viewer", "b4sic-pw"))),
+        None,
+        Transport::Tcp,
+    )?;
+    let (mut collect, shutdown) = collector(10);
+    let (status, _) = tokio::sync::watch::channel(ingest::CameraStatus::Connecting);
+    let options = ingest::IngestOptions::default();
+    runtime().block_on(ingest::run(
+        &source,
+        &options,
+        shutdown,
+        &status,
+        &mut collect,
+    ))?;
+    assert_eq!(collect.frames.len(), 10);
     Ok(())
 }

@@ -8,7 +8,7 @@
 //! recording (after the shutdown signal, or when `record` gives up on a refused password). `run`
 //! also starts the GPIO part ([`crate::gpio::start`]), the state bus with the sensors' changes and
 //! the box's health ([`crate::health`]), the TCP state port (`[state] listen`) and the MQTT
-//! publisher (`[mqtt] url`); all of them
+//! publisher (`[mqtt] url`) and the HTTP API of [`crate::serve`] (`[http] listen`); all of them
 //! hear the same shutdown signal and `run` waits for every one.
 
 use std::path::{Path, PathBuf};
@@ -20,7 +20,7 @@ use edgenvr_proto::Role;
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinSet;
 
-use crate::config::{self, Config, ConfigError, RecordModeConfig};
+use crate::config::{self, Config, ConfigError, HttpConfig, RecordModeConfig};
 use crate::gpio::{self, GpioSections};
 use crate::health::{self, CameraHealth, Health};
 use crate::ingest::{
@@ -30,6 +30,7 @@ use crate::ingest::{
 use crate::media::TIMESCALE_90K;
 use crate::publish::tcp::{StatePort, TcpStateConfig};
 use crate::record::{self, RecordError};
+use crate::serve::{self, HttpServer};
 use crate::shutdown::Shutdown;
 use crate::state::{unix_now_ms, SensorSpec, SensorValue, StateBus};
 use crate::store::{
@@ -87,6 +88,9 @@ pub enum DaemonError {
     /// `--name` is not a usable camera name.
     #[error("--name: {0}")]
     BadName(String),
+    /// The HTTP API could not start (token, or the listen address).
+    #[error("http: {0}")]
+    Http(String),
     /// Something the box cannot do (a GPIO config it cannot start, a control socket it cannot
     /// bind).
     #[error("{0}")]
@@ -314,6 +318,10 @@ pub async fn run_with_status(
     .map_err(|e| DaemonError::Unsupported(e.to_string()))?;
     // The control socket logged `listening control PATH` when it bound.
 
+    let http = match &config.http {
+        Some(http) => Some(start_http(http, &store, shutdown.clone()).await?),
+        None => None,
+    };
     let options = IngestOptions {
         on_unauthorized: AuthFailurePolicy::RetrySlowly,
         ..IngestOptions::default()
@@ -436,6 +444,9 @@ pub async fn run_with_status(
     }
     // Cameras are closed: only now stop the pins and remove the control socket.
     gpio.shutdown().await;
+    if let Some(http) = http {
+        stop_http(http).await;
+    }
     first_error.map_or(Ok(()), Err)
 }
 
@@ -510,6 +521,42 @@ fn feed_sensors(
             }
         }
         TaskOutcome::Done
+    }
+}
+
+/// Resolves the API token, binds `[http] listen` and serves until `shutdown`.
+async fn start_http(
+    http: &HttpConfig,
+    store: &Store,
+    mut shutdown: Shutdown,
+) -> Result<tokio::task::JoinHandle<()>, DaemonError> {
+    let (config, dir) = (http.clone(), store.dir().to_owned());
+    let (token, source) = blocking(move || serve::resolve_token(&config, &dir))
+        .await?
+        .map_err(|e| DaemonError::Http(e.to_string()))?;
+    tracing::info!(token_from = %source, "http API token");
+    let server = HttpServer::bind(http.listen, store.clone(), token)
+        .await
+        .map_err(|e| DaemonError::Http(format!("cannot listen on {}: {e}", http.listen)))?;
+    Ok(tokio::spawn(async move {
+        if let Err(error) = server
+            .serve(async move { shutdown.requested().await })
+            .await
+        {
+            tracing::error!(%error, "http API stopped");
+        }
+    }))
+}
+
+/// Waits for the HTTP API to finish the requests in flight after shutdown, but not for ever: a
+/// client pulling a long clip over a slow link must not hold the box's exit.
+async fn stop_http(http: tokio::task::JoinHandle<()>) {
+    // Five seconds: enough for a listing or the end of a short clip; systemd waits 90 s.
+    const HTTP_DRAIN: Duration = Duration::from_secs(5);
+    let abort = http.abort_handle();
+    if tokio::time::timeout(HTTP_DRAIN, http).await.is_err() {
+        tracing::warn!("http API: downloads still running at shutdown were cut off");
+        abort.abort();
     }
 }
 

@@ -40,6 +40,7 @@ pub mod mux;
 pub mod notify;
 pub mod publish;
 pub mod record;
+pub mod serve;
 pub mod shutdown;
 pub mod simcam;
 pub mod state;

@@ -58,6 +58,9 @@ pub struct Config {
     pub report: Vec<ReportConfig>,
     /// `[mqtt]`: the broker the state is published to; none when absent.
     pub mqtt: Option<MqttSection>,
+    /// `[http]`: the clip and recordings API; off when absent.
+    #[serde(default)]
+    pub http: Option<HttpConfig>,
 }
 
 /// `[mqtt]`.
@@ -94,6 +97,25 @@ pub struct ReportConfig {
     /// Most time between two reports (a heartbeat of the value).
     pub max_interval: Option<HumanDuration>,
 }
+
+/// `[http]`: where the HTTP API listens and the token every request must carry.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address and port, e.g. `0.0.0.0:7421` (port 0 picks a free one; the log says which).
+    pub listen: std::net::SocketAddr,
+    /// The token itself (prefer `token_file`: a config file is often world-readable).
+    #[serde(default)]
+    pub token: Option<String>,
+    /// A file holding the token (surrounding whitespace ignored). With neither key, a token is
+    /// generated at first start into `http-token` in the store directory (mode 0600).
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+}
+
+/// Shortest token accepted from the config: 16 characters are ~95 bits as random base64 and
+/// still short enough to type; anything shorter is guessable over a LAN.
+pub const MIN_HTTP_TOKEN_CHARS: usize = 16;
 
 /// `[box]`.
 #[derive(Clone, Debug, Deserialize)]
@@ -279,7 +301,41 @@ impl Config {
         self.check_cameras(&mut problems);
         self.check_gpio(&mut problems);
         self.check_state(&mut problems);
+        self.check_http(&mut problems);
         problems
+    }
+
+    fn check_http(&self, problems: &mut Vec<Problem>) {
+        let Some(http) = &self.http else {
+            return;
+        };
+        if http.token.is_some() && http.token_file.is_some() {
+            problems.push(problem(
+                "http.token",
+                "give either token or token_file, not both".into(),
+            ));
+        }
+        if let Some(token) = &http.token {
+            let token = token.trim();
+            if token.chars().count() < MIN_HTTP_TOKEN_CHARS {
+                problems.push(problem(
+                    "http.token",
+                    format!("must be at least {MIN_HTTP_TOKEN_CHARS} characters"),
+                ));
+            } else if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                problems.push(problem(
+                    "http.token",
+                    "must not contain spaces or control characters".into(),
+                ));
+            }
+        }
+        if http
+            .token_file
+            .as_ref()
+            .is_some_and(|p| p.as_os_str().is_empty())
+        {
+            problems.push(problem("http.token_file", "must not be empty".into()));
+        }
     }
 
     /// The names that camera `triggers` may refer to: the `[[sensor]]` names.
@@ -673,6 +729,31 @@ min_interval = "10s"
         );
         assert!(problems.iter().all(|p| p.line.is_some()), "{problems:?}");
         assert!(problems[1].message.contains("lamp"), "{problems:?}");
+    }
+
+    #[test]
+    fn http_section_is_optional_and_checked() {
+        assert!(parse(GOOD).unwrap().http.is_none());
+        let with_http = format!("{GOOD}\n[http]\nlisten = \"127.0.0.1:7421\"\n");
+        let http = parse(&with_http).unwrap().http.unwrap();
+        assert_eq!(http.listen.port(), 7421);
+        assert!(http.token.is_none() && http.token_file.is_none());
+
+        let both = format!(
+            "{GOOD}\n[http]\nlisten = \"0.0.0.0:7421\"\ntoken = \"0123456789abcdef\"\n\
+             token_file = \"/etc/edgenvr/token\"\n"
+        );
+        let problems = parse(&both).unwrap_err();
+        assert_eq!(problems[0].key, "http.token");
+        assert!(problems[0].message.contains("not both"), "{problems:?}");
+
+        let short = format!("{GOOD}\n[http]\nlisten = \"0.0.0.0:7421\"\ntoken = \"abc\"\n");
+        let problems = parse(&short).unwrap_err();
+        assert!(problems[0].message.contains("at least 16"), "{problems:?}");
+        assert_eq!(problems[0].line, Some(23));
+
+        let bad_addr = format!("{GOOD}\n[http]\nlisten = \"localhost\"\n");
+        assert!(parse(&bad_addr).is_err());
     }
 
     #[test]

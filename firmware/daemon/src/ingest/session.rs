@@ -46,6 +46,9 @@ pub struct Session {
     /// A frame that brought new parameters: delivered right after its [`IngestEvent::Params`].
     pending: Option<retina::codec::VideoFrame>,
     stall_timeout: Duration,
+    /// When the last video frame arrived: audio and RTCP keep flowing from some cameras whose
+    /// video encoder hung, so only video counts as a sign of life.
+    last_video_at: tokio::time::Instant,
 }
 
 impl Session {
@@ -154,6 +157,7 @@ impl Session {
             params: None,
             pending: None,
             stall_timeout,
+            last_video_at: tokio::time::Instant::now(),
         })
     }
 
@@ -164,7 +168,8 @@ impl Session {
             return Ok(IngestEvent::Video(self.convert_video(frame)));
         }
         loop {
-            let item = match tokio::time::timeout(self.stall_timeout, self.demuxed.next()).await {
+            let video_deadline = self.last_video_at + self.stall_timeout;
+            let item = match tokio::time::timeout_at(video_deadline, self.demuxed.next()).await {
                 Err(_) => {
                     return Err(IngestError::Stalled {
                         camera: self.camera.clone(),
@@ -183,6 +188,7 @@ impl Session {
             };
             match item {
                 CodecItem::VideoFrame(frame) if frame.stream_id() == self.video_stream_i => {
+                    self.last_video_at = tokio::time::Instant::now();
                     if self.params.is_none() || frame.has_new_parameters() {
                         if let Some(params) = self.current_params() {
                             if self.params.as_deref() != Some(&params) {

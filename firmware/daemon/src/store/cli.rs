@@ -9,7 +9,6 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 
-use super::size::parse_size_bytes;
 use super::{fsck, init_store, InitOptions, InitOutcome, InitProgress, Store};
 use crate::media::TIMESCALE_90K;
 
@@ -60,7 +59,7 @@ pub enum StoreCommand {
 }
 
 fn parse_size_arg(text: &str) -> Result<u64, String> {
-    parse_size_bytes(text).map_err(|e| e.to_string())
+    crate::config::parse_size(text)
 }
 
 /// Runs a `store` subcommand, writing results to `out` and progress to `progress_out`.

@@ -54,7 +54,6 @@ mod listing;
 mod lock;
 mod ring;
 pub mod scan;
-pub mod size;
 mod writer;
 
 pub mod cli;

@@ -1,0 +1,62 @@
+//! serve: the box's HTTP API — recordings as time ranges, and clips assembled on the fly from
+//! stored fragments — for `nvrctl recordings`/`nvrctl pull` and for players such as VLC.
+//!
+//! Receives requests on the `[http] listen` address; reads the [`Store`] (listing, init
+//! segments, fragments); emits JSON and MP4 bytes. Holds no state besides the store handle and
+//! the token. Runs on the caller's tokio runtime; store I/O happens on the blocking pool.
+//!
+//! Files: `auth` (the token: config, file or generated; constant-time check), `times` (query
+//! times), `range` (the `Range` header), `moof` (rewriting fragment numbers and times), `clip`
+//! (clip plan and the fragment-by-fragment reader), `routes` (handlers and errors).
+
+pub mod auth;
+pub mod clip;
+pub mod moof;
+pub mod range;
+mod routes;
+pub mod times;
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use tokio::net::TcpListener;
+
+pub use auth::{resolve_token, Token, TokenError, GENERATED_TOKEN_FILE};
+pub use routes::ApiState;
+
+use crate::store::Store;
+
+/// A bound HTTP API, not yet serving.
+#[derive(Debug)]
+pub struct HttpServer {
+    listener: TcpListener,
+    state: ApiState,
+}
+
+impl HttpServer {
+    /// Binds `addr` and logs `listening http <addr:port>` (the bound port, so port 0 works).
+    pub async fn bind(addr: SocketAddr, store: Store, token: Token) -> std::io::Result<HttpServer> {
+        let listener = TcpListener::bind(addr).await?;
+        tracing::info!("listening http {}", listener.local_addr()?);
+        Ok(HttpServer {
+            listener,
+            state: ApiState { store, token },
+        })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` completes; then stops accepting and waits for requests in flight
+    /// (a clip download in progress finishes or its client goes away).
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        axum::serve(self.listener, routes::router(self.state))
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+}

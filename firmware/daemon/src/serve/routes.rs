@@ -1,0 +1,373 @@
+//! The HTTP routes: `GET /api/recordings` and `GET /api/clip.mp4`, the token check in front of
+//! every route, and the JSON error bodies (400 bad query, 401 no or wrong token, 404 no video,
+//! 416 bad range, 500 store failure).
+//!
+//! Handlers parse the query, plan on the blocking pool (the store does file I/O) and answer; a
+//! clip body streams from [`super::clip::body_stream`].
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use serde::Deserialize;
+
+use super::auth::Token;
+use super::clip::{body_stream, ClipError, ClipPlan, ClipReader};
+use super::range::{parse_range, RangeRequest};
+use super::times::{format_ms, parse_query_time_ms};
+use crate::media::TIMESCALE_90K;
+use crate::store::{CameraRecordings, SegmentInfo, SegmentKind, Store};
+
+/// What every handler shares.
+#[derive(Clone, Debug)]
+pub struct ApiState {
+    /// The store clips are read from.
+    pub store: Store,
+    /// The token requests must carry.
+    pub token: Token,
+}
+
+/// The router with its routes and the token check.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/api/recordings", get(recordings))
+        .route("/api/clip.mp4", get(clip))
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_token,
+        ))
+        .with_state(state)
+}
+
+/// An error answer: status and a JSON body `{"error": "..."}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({ "error": self.message }).to_string();
+        let mut response = (self.status, body).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if self.status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+impl From<ClipError> for ApiError {
+    fn from(error: ClipError) -> ApiError {
+        let status = match error {
+            ClipError::NoVideo { .. } => StatusCode::NOT_FOUND,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, error.to_string())
+    }
+}
+
+async fn require_token(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+    let authorization = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if state
+        .token
+        .matches_request(authorization, request.uri().query())
+    {
+        next.run(request).await
+    } else {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong token: send `Authorization: Bearer TOKEN` or `?token=TOKEN`",
+        )
+        .into_response()
+    }
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "no such endpoint (GET /api/recordings, GET /api/clip.mp4)",
+    )
+}
+
+/// The query of both endpoints (`token` is read by the middleware).
+#[derive(Debug, Deserialize)]
+struct TimeQuery {
+    camera: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+}
+
+fn parse_time(name: &str, value: Option<&str>) -> Result<Option<i64>, ApiError> {
+    value
+        .map(|text| {
+            parse_query_time_ms(text)
+                .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("{name}: {e}")))
+        })
+        .transpose()
+}
+
+/// A query after checking: the camera (if named) and the times as Unix ms.
+struct CheckedQuery {
+    camera: Option<String>,
+    from: Option<i64>,
+    to: Option<i64>,
+}
+
+fn parse_query(
+    query: Result<Query<TimeQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<CheckedQuery, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let from = parse_time("from", query.from.as_deref())?;
+    let to = parse_time("to", query.to.as_deref())?;
+    if let (Some(from), Some(to)) = (from, to) {
+        if from > to {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("from ({}) is after to ({})", format_ms(from), format_ms(to)),
+            ));
+        }
+    }
+    Ok(CheckedQuery {
+        camera: query.camera.filter(|c| !c.is_empty()),
+        from,
+        to,
+    })
+}
+
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+/// `GET /api/recordings?camera=&from=&to=`.
+async fn recordings(
+    State(state): State<ApiState>,
+    query: Result<Query<TimeQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let CheckedQuery { camera, from, to } = parse_query(query)?;
+    let store = state.store.clone();
+    let (listed, segments) = blocking(move || (store.recordings(), store.segments())).await?;
+    let body = recordings_json(&listed, &segments, camera.as_deref(), from, to);
+    let mut response = body.to_string().into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(response)
+}
+
+/// The JSON of the recordings listing: per camera its ranges (with gaps) and events that
+/// overlap `[from, to]`.
+fn recordings_json(
+    listed: &[CameraRecordings],
+    segments: &[SegmentInfo],
+    camera: Option<&str>,
+    from: Option<i64>,
+    to: Option<i64>,
+) -> serde_json::Value {
+    let overlaps =
+        |start: i64, end: i64| from.is_none_or(|from| end > from) && to.is_none_or(|to| start < to);
+    let events = event_spans(segments);
+    let cameras: Vec<serde_json::Value> = listed
+        .iter()
+        .filter(|c| camera.is_none_or(|name| c.camera == name))
+        .map(|c| {
+            let ranges: Vec<serde_json::Value> = c
+                .ranges
+                .iter()
+                .filter(|r| overlaps(r.start_wall_ms, r.end_wall_ms))
+                .map(|r| {
+                    serde_json::json!({
+                        "start": format_ms(r.start_wall_ms),
+                        "end": format_ms(r.end_wall_ms),
+                        "start_ms": r.start_wall_ms,
+                        "end_ms": r.end_wall_ms,
+                        "duration_ms": r.media_duration_90k * 1000 / u64::from(TIMESCALE_90K),
+                        "segments": r.segments,
+                        "fragments": r.fragments,
+                        "frames": r.frames,
+                        "bytes": r.bytes,
+                        "gap_before_ms": r.gap_before_ms,
+                        "clock_jump_before": r.clock_jump_before,
+                    })
+                })
+                .collect();
+            let events: Vec<serde_json::Value> = events
+                .get(c.camera.as_str())
+                .into_iter()
+                .flatten()
+                .filter(|(start, end)| overlaps(*start, *end))
+                .map(|(start, end)| {
+                    serde_json::json!({
+                        "start": format_ms(*start),
+                        "end": format_ms(*end),
+                        "start_ms": start,
+                        "end_ms": end,
+                    })
+                })
+                .collect();
+            serde_json::json!({ "camera": c.camera, "ranges": ranges, "events": events })
+        })
+        .collect();
+    serde_json::json!({ "cameras": cameras })
+}
+
+/// Wall-time spans of event video per camera: consecutive event segments that follow on within
+/// the listing's gap tolerance form one event.
+fn event_spans(segments: &[SegmentInfo]) -> BTreeMap<&str, Vec<(i64, i64)>> {
+    let mut spans: BTreeMap<&str, Vec<(i64, i64)>> = BTreeMap::new();
+    for segment in segments.iter().filter(|s| s.kind == SegmentKind::Event) {
+        let (Some(first), Some(last)) = (segment.fragments.first(), segment.fragments.last())
+        else {
+            continue;
+        };
+        let start = first.wall_ms;
+        let end = last.wall_ms + i64::from(last.duration_90k) * 1000 / i64::from(TIMESCALE_90K);
+        let camera = spans.entry(segment.camera.as_str()).or_default();
+        match camera.last_mut() {
+            Some(previous) if (start - previous.1).abs() <= crate::store::GAP_TOLERANCE_MS => {
+                previous.1 = previous.1.max(end);
+            }
+            _ => camera.push((start, end)),
+        }
+    }
+    spans
+}
+
+/// `GET /api/clip.mp4?camera=&from=&to=`.
+async fn clip(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    query: Result<Query<TimeQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let CheckedQuery { camera, from, to } = parse_query(query)?;
+    let missing =
+        |name: &str| ApiError::new(StatusCode::BAD_REQUEST, format!("{name} is required"));
+    let camera = camera.ok_or_else(|| missing("camera"))?;
+    let from = from.ok_or_else(|| missing("from"))?;
+    let to = to.ok_or_else(|| missing("to"))?;
+    let store = state.store.clone();
+    let plan = {
+        let camera = camera.clone();
+        blocking(move || ClipPlan::new(&store, &camera, from, to)).await??
+    };
+    let plan = Arc::new(plan);
+    let total = plan.total_len();
+    let etag = plan.etag();
+    // A range applies only to the clip the client has the beginning of (RFC 9110 If-Range).
+    let same_clip = headers
+        .get(header::IF_RANGE)
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|tag| tag == etag);
+    let range_header = headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .filter(|_| same_clip);
+    let (status, range) = match parse_range(range_header, total) {
+        RangeRequest::Whole => (StatusCode::OK, None),
+        RangeRequest::Part(range) => (StatusCode::PARTIAL_CONTENT, Some(range)),
+        RangeRequest::Unsatisfiable => {
+            let mut response = ApiError::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                format!("the clip is {total} bytes"),
+            )
+            .into_response();
+            insert(
+                &mut response,
+                header::CONTENT_RANGE,
+                format!("bytes */{total}"),
+            );
+            return Ok(response);
+        }
+    };
+    tracing::info!(
+        camera = %camera,
+        from = %format_ms(plan.start_wall_ms()),
+        to = %format_ms(plan.end_wall_ms()),
+        fragments = plan.fragment_count(),
+        bytes = total,
+        range = ?range,
+        "sending clip"
+    );
+    let length = range.map_or(total, |r| r.len());
+    let reader = ClipReader::new(Arc::clone(&plan), state.store.clone(), range);
+    let mut response = Response::new(Body::from_stream(body_stream(reader)));
+    *response.status_mut() = status;
+    insert(&mut response, header::CONTENT_TYPE, "video/mp4".into());
+    insert(&mut response, header::CONTENT_LENGTH, length.to_string());
+    insert(&mut response, header::ACCEPT_RANGES, "bytes".into());
+    insert(&mut response, header::ETAG, etag);
+    if let Some(range) = range {
+        insert(
+            &mut response,
+            header::CONTENT_RANGE,
+            format!("bytes {}-{}/{total}", range.first, range.last),
+        );
+    }
+    let file_name = format!(
+        "{camera}-{}.mp4",
+        format_ms(plan.start_wall_ms()).replace(':', "-")
+    );
+    insert(
+        &mut response,
+        header::CONTENT_DISPOSITION,
+        format!("inline; filename=\"{file_name}\""),
+    );
+    insert_named(
+        &mut response,
+        "x-clip-start",
+        format_ms(plan.start_wall_ms()),
+    );
+    insert_named(&mut response, "x-clip-end", format_ms(plan.end_wall_ms()));
+    if let Some(truncation) = plan.truncation() {
+        insert_named(
+            &mut response,
+            "x-clip-truncated",
+            format!(
+                "{}: {}",
+                format_ms(truncation.at_wall_ms),
+                truncation.reason
+            ),
+        );
+    }
+    Ok(response)
+}
+
+fn insert(response: &mut Response, name: header::HeaderName, value: String) {
+    if let Ok(value) = HeaderValue::from_str(&value) {
+        response.headers_mut().insert(name, value);
+    }
+}
+
+fn insert_named(response: &mut Response, name: &'static str, value: String) {
+    insert(response, header::HeaderName::from_static(name), value);
+}
