@@ -7,11 +7,12 @@
 //!
 //! Files: `auth` (the token: config, file or generated; constant-time check), `times` (query
 //! times), `range` (the `Range` header), `moof` (rewriting fragment numbers and times), `clip`
-//! (clip plan and the fragment-by-fragment reader), `routes` (handlers and errors).
+//! (clip plan and reader), `pieces` (one stored fragment read piecewise and verified), `routes` (handlers and errors).
 
 pub mod auth;
 pub mod clip;
 pub mod moof;
+pub mod pieces;
 pub mod range;
 mod routes;
 pub mod times;
