@@ -23,7 +23,7 @@ use std::net::SocketAddr;
 use tokio::net::TcpListener;
 
 pub use auth::{resolve_token, Token, TokenError, GENERATED_TOKEN_FILE};
-pub use routes::ApiState;
+pub use routes::{ApiState, MAX_CLIP_DOWNLOADS};
 
 use crate::store::Store;
 
@@ -41,7 +41,7 @@ impl HttpServer {
         tracing::info!("listening http {}", listener.local_addr()?);
         Ok(HttpServer {
             listener,
-            state: ApiState { store, token },
+            state: ApiState::new(store, token),
         })
     }
 

@@ -24,6 +24,11 @@ use super::times::{format_ms, parse_query_time_ms};
 use crate::media::TIMESCALE_90K;
 use crate::store::{CameraRecordings, SegmentInfo, SegmentKind, Store};
 
+/// Clip downloads served at once. Each costs ~2 MiB and a blocking-pool thread while it reads;
+/// eight people pulling clips from one small box at once is already far more than it is for,
+/// and a ninth gets a clear 503 instead of slowing everyone (and the recording) down.
+pub const MAX_CLIP_DOWNLOADS: usize = 8;
+
 /// What every handler shares.
 #[derive(Clone, Debug)]
 pub struct ApiState {
@@ -31,6 +36,19 @@ pub struct ApiState {
     pub store: Store,
     /// The token requests must carry.
     pub token: Token,
+    /// Permits for clip downloads in progress ([`MAX_CLIP_DOWNLOADS`]).
+    pub downloads: Arc<tokio::sync::Semaphore>,
+}
+
+impl ApiState {
+    /// The state of a server reading `store` and requiring `token`.
+    pub fn new(store: Store, token: Token) -> ApiState {
+        ApiState {
+            store,
+            token,
+            downloads: Arc::new(tokio::sync::Semaphore::new(MAX_CLIP_DOWNLOADS)),
+        }
+    }
 }
 
 /// The router with its routes and the token check.
@@ -270,6 +288,12 @@ async fn clip(
     query: Result<Query<TimeQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let CheckedQuery { camera, from, to } = parse_query(query)?;
+    let Ok(permit) = Arc::clone(&state.downloads).try_acquire_owned() else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{MAX_CLIP_DOWNLOADS} clip downloads are already running; try again later"),
+        ));
+    };
     let missing =
         |name: &str| ApiError::new(StatusCode::BAD_REQUEST, format!("{name} is required"));
     let camera = camera.ok_or_else(|| missing("camera"))?;
@@ -320,7 +344,12 @@ async fn clip(
     );
     let length = range.map_or(total, |r| r.len());
     let reader = ClipReader::new(Arc::clone(&plan), state.store.clone(), range);
-    let mut response = Response::new(Body::from_stream(body_stream(reader)));
+    // The permit lives as long as the body: until the last byte is sent or the client leaves.
+    let body = futures::StreamExt::map(body_stream(reader), move |chunk| {
+        let _held = &permit;
+        chunk
+    });
+    let mut response = Response::new(Body::from_stream(body));
     *response.status_mut() = status;
     insert(&mut response, header::CONTENT_TYPE, "video/mp4".into());
     insert(&mut response, header::CONTENT_LENGTH, length.to_string());
@@ -370,4 +399,93 @@ fn insert(response: &mut Response, name: header::HeaderName, value: String) {
 
 fn insert_named(response: &mut Response, name: &'static str, value: String) {
     insert(response, header::HeaderName::from_static(name), value);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::VideoCodec;
+    use crate::store::{FragmentInfo, RecordingRange};
+
+    fn segment(camera: &str, kind: SegmentKind, wall_ms: i64, seconds: u32) -> SegmentInfo {
+        SegmentInfo {
+            slot: 0,
+            segment_id: 1,
+            camera: camera.into(),
+            kind,
+            codec: VideoCodec::H264,
+            width: 1,
+            height: 1,
+            has_audio: false,
+            init_len: 1,
+            start_wall_ms: wall_ms,
+            fragments: vec![FragmentInfo {
+                index: 0,
+                offset: 0,
+                body_offset: 0,
+                body_len: 1,
+                wall_ms,
+                base_90k: 0,
+                duration_90k: seconds * TIMESCALE_90K,
+                frame_count: 1,
+                segment_syncs: 0,
+                crc: 0,
+            }],
+            path: Default::default(),
+        }
+    }
+
+    fn range(start_wall_ms: i64, end_wall_ms: i64) -> RecordingRange {
+        RecordingRange {
+            start_wall_ms,
+            end_wall_ms,
+            media_duration_90k: 0,
+            segments: 1,
+            fragments: 1,
+            frames: 1,
+            bytes: 1,
+            gap_before_ms: None,
+            clock_jump_before: false,
+        }
+    }
+
+    #[test]
+    fn listing_filters_by_camera_and_overlap_and_merges_events() {
+        let listed = vec![
+            CameraRecordings {
+                camera: "front".into(),
+                ranges: vec![range(0, 10_000), range(20_000, 30_000)],
+            },
+            CameraRecordings {
+                camera: "back".into(),
+                ranges: vec![range(0, 30_000)],
+            },
+        ];
+        let segments = vec![
+            segment("front", SegmentKind::Event, 20_000, 4),
+            segment("front", SegmentKind::Event, 24_000, 4),
+            segment("front", SegmentKind::Continuous, 0, 10),
+        ];
+        let json = recordings_json(&listed, &segments, Some("front"), Some(15_000), None);
+        let cameras = json["cameras"].as_array().unwrap();
+        assert_eq!(cameras.len(), 1);
+        let ranges = cameras[0]["ranges"].as_array().unwrap();
+        assert_eq!(ranges.len(), 1);
+        assert_eq!(ranges[0]["start_ms"], 20_000);
+        assert_eq!(ranges[0]["start"], "1970-01-01T00:00:20.000Z");
+        let events = cameras[0]["events"].as_array().unwrap();
+        assert_eq!(
+            events.len(),
+            1,
+            "two adjoining event segments are one event"
+        );
+        assert_eq!(
+            (events[0]["start_ms"].as_i64(), events[0]["end_ms"].as_i64()),
+            (Some(20_000), Some(28_000))
+        );
+
+        let all = recordings_json(&listed, &segments, None, None, Some(5_000));
+        assert_eq!(all["cameras"].as_array().unwrap().len(), 2);
+        assert!(all["cameras"][1]["events"].as_array().unwrap().is_empty());
+    }
 }
