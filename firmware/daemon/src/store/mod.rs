@@ -396,48 +396,26 @@ impl Store {
         segment: &SegmentInfo,
         fragment: &FragmentInfo,
     ) -> Result<Vec<u8>, StoreError> {
-        let mut body = Vec::new();
-        self.read_fragment_into(segment, fragment, &mut body)?;
-        Ok(body)
-    }
-
-    /// [`Store::read_fragment`] into `body` (cleared, then filled with exactly the body), so the
-    /// caller decides where the buffer is allocated and can reuse it: a clip download allocates
-    /// on one thread rather than on whichever blocking-pool thread reads, which keeps the
-    /// allocator from holding a fragment-sized block in every thread's arena. On error `body`
-    /// holds no fragment bytes.
-    pub fn read_fragment_into(
-        &self,
-        segment: &SegmentInfo,
-        fragment: &FragmentInfo,
-        body: &mut Vec<u8>,
-    ) -> Result<(), StoreError> {
         let path = slot_path(&self.inner.dir, segment.slot);
         let file = File::open(&path).map_err(|e| StoreError::io(&path, "open slot", e))?;
-        let mut head = [0u8; FRAGMENT_HEADER_BYTES as usize];
-        body.clear();
-        body.resize(fragment.body_len as usize, 0);
-        file.read_exact_at(&mut head, fragment.offset)
-            .and_then(|()| file.read_exact_at(body, fragment.body_offset))
-            .map_err(|e| {
-                body.clear();
-                StoreError::io(&path, "read fragment", e)
-            })?;
-        let intact = format::FragmentHeader::decode(&head).is_some_and(|(header, crc)| {
+        let mut bytes = vec![0u8; FRAGMENT_HEADER_BYTES as usize + fragment.body_len as usize];
+        file.read_exact_at(&mut bytes, fragment.offset)
+            .map_err(|e| StoreError::io(&path, "read fragment", e))?;
+        let (head, body) = bytes.split_at(FRAGMENT_HEADER_BYTES as usize);
+        let intact = format::FragmentHeader::decode(head).is_some_and(|(header, crc)| {
             header.segment_id == segment.segment_id
                 && header.index == fragment.index
-                && header.body_len == fragment.body_len
                 && crc == fragment.crc
-                && format::FragmentHeader::checksum_matches(&head, body, crc)
+                && format::FragmentHeader::checksum_matches(head, body, crc)
         });
         if !intact {
-            body.clear();
             return Err(StoreError::Overwritten {
                 path,
                 offset: fragment.offset,
             });
         }
-        Ok(())
+        bytes.drain(..FRAGMENT_HEADER_BYTES as usize);
+        Ok(bytes)
     }
 
     /// Wear counters and usage.
