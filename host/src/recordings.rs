@@ -73,8 +73,7 @@ pub fn write_table(
                 (Some(gap), _) => format!("after a gap of {}", signed_duration(gap)),
                 _ => String::new(),
             };
-            writeln!(
-                out,
+            let line = format!(
                 "{:<12} {:<6} {:<19}  {:<19}  {:>9}  {:>9}  {note}",
                 name,
                 "video",
@@ -82,7 +81,8 @@ pub fn write_table(
                 format_local(end, zone),
                 duration(field(range, "duration_ms").unwrap_or(end - start)),
                 size(range.get("bytes").and_then(|b| b.as_u64()).unwrap_or(0)),
-            )?;
+            );
+            writeln!(out, "{}", line.trim_end())?;
         }
         for event in camera
             .get("events")
@@ -94,16 +94,24 @@ pub fn write_table(
             else {
                 continue;
             };
-            writeln!(
-                out,
-                "{:<12} {:<6} {:<19}  {:<19}  {:>9}  {:>9}",
+            let sensors: Vec<&str> = event
+                .get("sensors")
+                .and_then(|s| s.as_array())
+                .into_iter()
+                .flatten()
+                .filter_map(|s| s.as_str())
+                .collect();
+            let line = format!(
+                "{:<12} {:<6} {:<19}  {:<19}  {:>9}  {:>9}  {}",
                 name,
                 "event",
                 format_local(start, zone),
                 format_local(end, zone),
                 duration(end - start),
                 "",
-            )?;
+                sensors.join(", "),
+            );
+            writeln!(out, "{}", line.trim_end())?;
         }
     }
     Ok(())

@@ -7,11 +7,12 @@
 //!
 //! Files: `auth` (the token: config, file or generated; constant-time check), `times` (query
 //! times), `range` (the `Range` header), `moof` (rewriting fragment numbers and times), `clip`
-//! (clip plan and the fragment-by-fragment reader), `routes` (handlers and errors).
+//! (clip plan and reader), `pieces` (one stored fragment read piecewise and verified), `routes` (handlers and errors).
 
 pub mod auth;
 pub mod clip;
 pub mod moof;
+pub mod pieces;
 pub mod range;
 mod routes;
 pub mod times;
@@ -22,7 +23,7 @@ use std::net::SocketAddr;
 use tokio::net::TcpListener;
 
 pub use auth::{resolve_token, Token, TokenError, GENERATED_TOKEN_FILE};
-pub use routes::ApiState;
+pub use routes::{ApiState, MAX_CLIP_DOWNLOADS};
 
 use crate::store::Store;
 
@@ -40,7 +41,7 @@ impl HttpServer {
         tracing::info!("listening http {}", listener.local_addr()?);
         Ok(HttpServer {
             listener,
-            state: ApiState { store, token },
+            state: ApiState::new(store, token),
         })
     }
 

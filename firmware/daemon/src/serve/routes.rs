@@ -5,7 +5,6 @@
 //! Handlers parse the query, plan on the blocking pool (the store does file I/O) and answer; a
 //! clip body streams from [`super::clip::body_stream`].
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -22,7 +21,12 @@ use super::clip::{body_stream, ClipError, ClipPlan, ClipReader};
 use super::range::{parse_range, RangeRequest};
 use super::times::{format_ms, parse_query_time_ms};
 use crate::media::TIMESCALE_90K;
-use crate::store::{CameraRecordings, SegmentInfo, SegmentKind, Store};
+use crate::store::{CameraRecordings, Store};
+
+/// Clip downloads served at once. Each costs ~2 MiB and a blocking-pool thread while it reads;
+/// eight people pulling clips from one small box at once is already far more than it is for,
+/// and a ninth gets a clear 503 instead of slowing everyone (and the recording) down.
+pub const MAX_CLIP_DOWNLOADS: usize = 8;
 
 /// What every handler shares.
 #[derive(Clone, Debug)]
@@ -31,6 +35,19 @@ pub struct ApiState {
     pub store: Store,
     /// The token requests must carry.
     pub token: Token,
+    /// Permits for clip downloads in progress ([`MAX_CLIP_DOWNLOADS`]).
+    pub downloads: Arc<tokio::sync::Semaphore>,
+}
+
+impl ApiState {
+    /// The state of a server reading `store` and requiring `token`.
+    pub fn new(store: Store, token: Token) -> ApiState {
+        ApiState {
+            store,
+            token,
+            downloads: Arc::new(tokio::sync::Semaphore::new(MAX_CLIP_DOWNLOADS)),
+        }
+    }
 }
 
 /// The router with its routes and the token check.
@@ -175,8 +192,8 @@ async fn recordings(
 ) -> Result<Response, ApiError> {
     let CheckedQuery { camera, from, to } = parse_query(query)?;
     let store = state.store.clone();
-    let (listed, segments) = blocking(move || (store.recordings(), store.segments())).await?;
-    let body = recordings_json(&listed, &segments, camera.as_deref(), from, to);
+    let listed = blocking(move || store.recordings()).await?;
+    let body = recordings_json(&listed, camera.as_deref(), from, to);
     let mut response = body.to_string().into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -189,14 +206,12 @@ async fn recordings(
 /// overlap `[from, to]`.
 fn recordings_json(
     listed: &[CameraRecordings],
-    segments: &[SegmentInfo],
     camera: Option<&str>,
     from: Option<i64>,
     to: Option<i64>,
 ) -> serde_json::Value {
     let overlaps =
         |start: i64, end: i64| from.is_none_or(|from| end > from) && to.is_none_or(|to| start < to);
-    let events = event_spans(segments);
     let cameras: Vec<serde_json::Value> = listed
         .iter()
         .filter(|c| camera.is_none_or(|name| c.camera == name))
@@ -221,17 +236,21 @@ fn recordings_json(
                     })
                 })
                 .collect();
-            let events: Vec<serde_json::Value> = events
-                .get(c.camera.as_str())
-                .into_iter()
-                .flatten()
-                .filter(|(start, end)| overlaps(*start, *end))
-                .map(|(start, end)| {
+            // `start`/`end` span the video kept (pre-roll to post-roll): what a clip of the
+            // event asks for. The trigger times and sensors say what happened.
+            let events: Vec<serde_json::Value> = c
+                .events
+                .iter()
+                .filter(|e| overlaps(e.video_start_wall_ms, e.video_end_wall_ms))
+                .map(|e| {
                     serde_json::json!({
-                        "start": format_ms(*start),
-                        "end": format_ms(*end),
-                        "start_ms": start,
-                        "end_ms": end,
+                        "start": format_ms(e.video_start_wall_ms),
+                        "end": format_ms(e.video_end_wall_ms),
+                        "start_ms": e.video_start_wall_ms,
+                        "end_ms": e.video_end_wall_ms,
+                        "trigger_start_ms": e.start_wall_ms,
+                        "trigger_end_ms": e.end_wall_ms,
+                        "sensors": e.sensors,
                     })
                 })
                 .collect();
@@ -241,28 +260,6 @@ fn recordings_json(
     serde_json::json!({ "cameras": cameras })
 }
 
-/// Wall-time spans of event video per camera: consecutive event segments that follow on within
-/// the listing's gap tolerance form one event.
-fn event_spans(segments: &[SegmentInfo]) -> BTreeMap<&str, Vec<(i64, i64)>> {
-    let mut spans: BTreeMap<&str, Vec<(i64, i64)>> = BTreeMap::new();
-    for segment in segments.iter().filter(|s| s.kind == SegmentKind::Event) {
-        let (Some(first), Some(last)) = (segment.fragments.first(), segment.fragments.last())
-        else {
-            continue;
-        };
-        let start = first.wall_ms;
-        let end = last.wall_ms + i64::from(last.duration_90k) * 1000 / i64::from(TIMESCALE_90K);
-        let camera = spans.entry(segment.camera.as_str()).or_default();
-        match camera.last_mut() {
-            Some(previous) if (start - previous.1).abs() <= crate::store::GAP_TOLERANCE_MS => {
-                previous.1 = previous.1.max(end);
-            }
-            _ => camera.push((start, end)),
-        }
-    }
-    spans
-}
-
 /// `GET /api/clip.mp4?camera=&from=&to=`.
 async fn clip(
     State(state): State<ApiState>,
@@ -270,6 +267,12 @@ async fn clip(
     query: Result<Query<TimeQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let CheckedQuery { camera, from, to } = parse_query(query)?;
+    let Ok(permit) = Arc::clone(&state.downloads).try_acquire_owned() else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{MAX_CLIP_DOWNLOADS} clip downloads are already running; try again later"),
+        ));
+    };
     let missing =
         |name: &str| ApiError::new(StatusCode::BAD_REQUEST, format!("{name} is required"));
     let camera = camera.ok_or_else(|| missing("camera"))?;
@@ -320,7 +323,12 @@ async fn clip(
     );
     let length = range.map_or(total, |r| r.len());
     let reader = ClipReader::new(Arc::clone(&plan), state.store.clone(), range);
-    let mut response = Response::new(Body::from_stream(body_stream(reader)));
+    // The permit lives as long as the body: until the last byte is sent or the client leaves.
+    let body = futures::StreamExt::map(body_stream(reader), move |chunk| {
+        let _held = &permit;
+        chunk
+    });
+    let mut response = Response::new(Body::from_stream(body));
     *response.status_mut() = status;
     insert(&mut response, header::CONTENT_TYPE, "video/mp4".into());
     insert(&mut response, header::CONTENT_LENGTH, length.to_string());
@@ -370,4 +378,72 @@ fn insert(response: &mut Response, name: header::HeaderName, value: String) {
 
 fn insert_named(response: &mut Response, name: &'static str, value: String) {
     insert(response, header::HeaderName::from_static(name), value);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{EventRecording, RecordingRange};
+
+    fn event(start_wall_ms: i64, end_wall_ms: i64) -> EventRecording {
+        EventRecording {
+            start_wall_ms: start_wall_ms + 2_000,
+            end_wall_ms: Some(end_wall_ms - 3_000),
+            sensors: vec!["pir-hall".into()],
+            video_start_wall_ms: start_wall_ms,
+            video_end_wall_ms: end_wall_ms,
+            media_duration_90k: 0,
+            segment_ids: vec![1],
+        }
+    }
+
+    fn range(start_wall_ms: i64, end_wall_ms: i64) -> RecordingRange {
+        RecordingRange {
+            start_wall_ms,
+            end_wall_ms,
+            media_duration_90k: 0,
+            segments: 1,
+            fragments: 1,
+            frames: 1,
+            bytes: 1,
+            gap_before_ms: None,
+            clock_jump_before: false,
+        }
+    }
+
+    #[test]
+    fn listing_filters_by_camera_and_overlap_and_lists_events() {
+        let listed = vec![
+            CameraRecordings {
+                camera: "front".into(),
+                ranges: vec![range(0, 10_000), range(20_000, 30_000)],
+                events: vec![event(1_000, 9_000), event(20_000, 28_000)],
+            },
+            CameraRecordings {
+                camera: "back".into(),
+                ranges: vec![range(0, 30_000)],
+                events: Vec::new(),
+            },
+        ];
+        let json = recordings_json(&listed, Some("front"), Some(15_000), None);
+        let cameras = json["cameras"].as_array().unwrap();
+        assert_eq!(cameras.len(), 1);
+        let ranges = cameras[0]["ranges"].as_array().unwrap();
+        assert_eq!(ranges.len(), 1);
+        assert_eq!(ranges[0]["start_ms"], 20_000);
+        assert_eq!(ranges[0]["start"], "1970-01-01T00:00:20.000Z");
+        let events = cameras[0]["events"].as_array().unwrap();
+        assert_eq!(events.len(), 1, "the event before `from` is left out");
+        assert_eq!(
+            (events[0]["start_ms"].as_i64(), events[0]["end_ms"].as_i64()),
+            (Some(20_000), Some(28_000)),
+            "an event spans its video, pre-roll to post-roll"
+        );
+        assert_eq!(events[0]["trigger_start_ms"], 22_000);
+        assert_eq!(events[0]["sensors"][0], "pir-hall");
+
+        let all = recordings_json(&listed, None, None, Some(5_000));
+        assert_eq!(all["cameras"].as_array().unwrap().len(), 2);
+        assert!(all["cameras"][1]["events"].as_array().unwrap().is_empty());
+    }
 }

@@ -44,7 +44,7 @@ const FRAGMENT_MAGIC: &[u8; 4] = b"EVFH";
 /// Bytes of the slot header payload covered by its checksum (the checksum follows them).
 const SLOT_HEADER_CHECKED_BYTES: usize = 248;
 /// Bytes of the fragment header payload covered by its checksum (the checksum follows them).
-const FRAGMENT_HEADER_CHECKED_BYTES: usize = 60;
+pub const FRAGMENT_HEADER_CHECKED_BYTES: usize = 60;
 
 /// CRC-32C (Castagnoli), the checksum of headers, init segments and fragments. Slice-by-16
 /// tables (16 KiB, a `static` so it exists once): every byte of video passes through it.

@@ -8,6 +8,7 @@ use bytes::Bytes;
 
 use super::*;
 use crate::media::{Gop, StreamParams, VideoCodec, VideoFrame, VideoParams};
+use crate::serve::pieces::PIECE_BYTES;
 use crate::store::{init_store, InitOptions, WriterOptions};
 
 /// 2026-01-01T00:00:00Z.
@@ -123,7 +124,7 @@ fn a_clip_across_segments_is_continuous_and_streams_one_fragment_at_a_time() {
     assert_eq!(chunks.len(), 1 + 6);
     assert!(chunks
         .iter()
-        .all(|len| *len as u64 <= plan.largest_fragment_bytes()));
+        .all(|len| *len as u64 <= plan.largest_fragment_bytes() && *len <= PIECE_BYTES));
     let fragments = fragments_of(&clip);
     let expected: Vec<(u32, u64)> = (0..6).map(|i| (i + 1, u64::from(i) * 90_000)).collect();
     assert_eq!(fragments, expected);
@@ -134,11 +135,12 @@ fn a_byte_range_is_the_same_bytes_as_that_part_of_the_whole() {
     let (_dir, store) = store(8);
     let mut writer = store.camera_writer("front", writer_options()).unwrap();
     let params = params(320);
-    for n in 0..10 {
-        writer.append(&gop(&params, n, 1500)).unwrap();
+    // 25 frames of 24 KB: 600 KB fragments, read in three pieces each.
+    for n in 0..6 {
+        writer.append(&gop(&params, n, 24_000)).unwrap();
     }
     writer.close().unwrap();
-    let plan = Arc::new(ClipPlan::new(&store, "front", T0_MS, T0_MS + 10_000).unwrap());
+    let plan = Arc::new(ClipPlan::new(&store, "front", T0_MS, T0_MS + 6_000).unwrap());
     let (whole, _) = read_all(&mut ClipReader::new(Arc::clone(&plan), store.clone(), None));
     let total = plan.total_len();
     for (first, last) in [
@@ -209,6 +211,70 @@ fn a_fragment_overwritten_while_sending_is_an_error_not_bytes() {
         "{error}"
     );
     assert!(reader.next_chunk().is_none(), "nothing after the error");
+}
+
+#[test]
+fn big_fragments_go_out_in_pieces_and_a_changed_byte_cuts_the_response_short() {
+    // 25 frames of 16 KB: 400 KB fragments, two pieces each (two fit a 1 MiB test slot).
+    let (_dir, store) = store(8);
+    let mut writer = store.camera_writer("front", writer_options()).unwrap();
+    let params = params(320);
+    for n in 0..3 {
+        writer.append(&gop(&params, n, 16_000)).unwrap();
+    }
+    writer.close().unwrap();
+    let plan = Arc::new(ClipPlan::new(&store, "front", T0_MS, T0_MS + 3000).unwrap());
+    let (whole, chunks) = read_all(&mut ClipReader::new(Arc::clone(&plan), store.clone(), None));
+    assert_eq!(whole.len() as u64, plan.total_len());
+    assert!(chunks.iter().all(|len| *len <= PIECE_BYTES), "{chunks:?}");
+    // The init segment, then at least two pieces per fragment.
+    assert!(chunks.len() > 3 * 2, "{chunks:?}");
+
+    // One byte in the middle of the second fragment changes on the card.
+    let segment = &store.segments()[0];
+    let fragment = &segment.fragments[1];
+    let at = fragment.body_offset + u64::from(fragment.body_len) / 2;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&segment.path)
+        .unwrap();
+    use std::os::unix::fs::FileExt as _;
+    let mut byte = [0u8];
+    file.read_exact_at(&mut byte, at).unwrap();
+    file.write_all_at(&[byte[0] ^ 0xff], at).unwrap();
+
+    let mut reader = ClipReader::new(Arc::clone(&plan), store.clone(), None);
+    let mut sent = 0u64;
+    let error = loop {
+        match reader.next_chunk() {
+            Some(Ok(chunk)) => sent += chunk.len() as u64,
+            Some(Err(error)) => break error,
+            None => panic!("the changed fragment was sent in full ({sent} bytes)"),
+        }
+    };
+    assert!(
+        matches!(error, ClipError::Store(StoreError::Overwritten { .. })),
+        "{error}"
+    );
+    let third = store
+        .segments()
+        .iter()
+        .flat_map(|s| s.fragments.clone())
+        .nth(2)
+        .unwrap();
+    let second_ends = plan.total_len() - u64::from(third.body_len);
+    assert!(sent < second_ends, "{sent} of {second_ends}");
+    assert!(reader.next_chunk().is_none());
+
+    // A range ending inside the changed fragment fails too, before its last byte.
+    let range = ByteRange {
+        first: 0,
+        last: second_ends - 1000,
+    };
+    let mut reader = ClipReader::new(Arc::clone(&plan), store.clone(), Some(range));
+    let results: Vec<_> = std::iter::from_fn(|| reader.next_chunk()).collect();
+    assert!(results.last().unwrap().is_err());
 }
 
 #[test]
