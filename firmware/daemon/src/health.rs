@@ -244,15 +244,15 @@ impl Health {
         let mut values = Vec::new();
         for sensors in &mut self.cameras {
             let online = matches!(*sensors.camera.status.borrow(), CameraStatus::Streaming);
-            let recording = if sensors.camera.events_mode {
-                sensors
-                    .camera
-                    .activity
-                    .event_recording
-                    .load(Ordering::Relaxed)
+            let activity = &sensors.camera.activity;
+            let wanted = if sensors.camera.events_mode {
+                activity.event_recording.load(Ordering::Relaxed)
             } else {
                 online
             };
+            // Recording means video reaches the store: a failing disk shows as online, not
+            // recording (the log says why).
+            let recording = wanted && !activity.store_failing();
             let frames = sensors.camera.activity.video_frames.load(Ordering::Relaxed);
             let bytes = sensors.camera.activity.video_bytes.load(Ordering::Relaxed);
             let seconds = now.duration_since(sensors.last_at).as_secs_f32();

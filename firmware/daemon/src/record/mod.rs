@@ -52,6 +52,19 @@ pub struct CameraActivity {
     pub video_bytes: AtomicU64,
     /// An event is being recorded (events mode only; continuous mode writes whenever online).
     pub event_recording: AtomicBool,
+    /// The camera's writer counters, once its recording started: whether its video really
+    /// reaches the store.
+    pub writer: std::sync::OnceLock<Arc<WriterCounters>>,
+}
+
+impl CameraActivity {
+    /// True when the camera's latest GOP could not be written (see
+    /// [`WriterCounters::last_write_failed`]).
+    pub fn store_failing(&self) -> bool {
+        self.writer
+            .get()
+            .is_some_and(|c| c.last_write_failed.load(Ordering::Relaxed))
+    }
 }
 
 /// One camera's events-mode state and its writer, shared by the ingest handler (GOPs) and the
@@ -291,6 +304,7 @@ pub async fn record_events<S: GopSink>(
         }
     })?;
     let counters = writer.counters();
+    let _ = activity.writer.set(counters.clone());
     let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
     let core = Arc::new(Mutex::new(EventCore {
         camera: source.name.clone(),
@@ -381,6 +395,7 @@ pub async fn record_continuous<S: GopSink>(
             source: e,
         })?;
     let counters = writer.counters();
+    let _ = activity.writer.set(counters.clone());
     let mut recorder = CameraRecorder::new(&source.name, clock, writer);
     recorder.activity = activity;
     let ingest_result = ingest::run(source, options, shutdown, status, &mut recorder).await;
@@ -438,6 +453,17 @@ pub(crate) mod tests {
 
     /// Frames at 25 fps, a key frame every 25, from a simulated clock that NTP sets forward
     /// mid-recording: every GOP is written, and the ones after the jump carry the new time.
+    #[test]
+    fn a_camera_is_store_failing_only_while_its_writer_says_so() {
+        let activity = CameraActivity::default();
+        assert!(!activity.store_failing(), "no writer yet: nothing failed");
+        let counters = Arc::new(WriterCounters::default());
+        let _ = activity.writer.set(counters.clone());
+        assert!(!activity.store_failing());
+        counters.last_write_failed.store(true, Ordering::Relaxed);
+        assert!(activity.store_failing());
+    }
+
     #[tokio::test]
     async fn keeps_recording_across_a_clock_jump() {
         let sink = writer::tests::MemorySink::default();

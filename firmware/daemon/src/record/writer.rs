@@ -9,7 +9,7 @@
 //! boundaries are never dropped (a lost end would leave an event open); an event that begins
 //! while the queue is full loses its pre-roll instead (counted as dropped GOPs).
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -64,6 +64,9 @@ pub struct WriterCounters {
     pub dropped_gops: AtomicU64,
     /// GOPs the sink refused with an error.
     pub failed_gops: AtomicU64,
+    /// The latest GOP the sink was given failed (a full, read-only or vanished disk): the camera
+    /// is online but its video is not being kept. Cleared by the next GOP written.
+    pub last_write_failed: AtomicBool,
 }
 
 /// The camera task's end of a writer thread.
@@ -98,8 +101,14 @@ impl GopWriter {
                     match sink.append(gop) {
                         Ok(()) => {
                             thread_counters.written_gops.fetch_add(1, Ordering::Relaxed);
+                            thread_counters
+                                .last_write_failed
+                                .store(false, Ordering::Relaxed);
                         }
                         Err(error) => {
+                            thread_counters
+                                .last_write_failed
+                                .store(true, Ordering::Relaxed);
                             let failed =
                                 thread_counters.failed_gops.fetch_add(1, Ordering::Relaxed);
                             // The first failure and then one in a hundred: a full or vanished
@@ -313,5 +322,72 @@ pub(crate) mod tests {
         assert_eq!(sink.gops.lock().unwrap().len(), 3);
         assert!(*sink.closed.lock().unwrap());
         assert_eq!(counters.written_gops.load(Ordering::Relaxed), 3);
+    }
+
+    /// A disk that can vanish and come back; says when each GOP was handled.
+    struct VanishingDisk {
+        gone: Arc<AtomicBool>,
+        handled: std::sync::mpsc::Sender<()>,
+    }
+
+    impl GopSink for VanishingDisk {
+        type Error = std::io::Error;
+        fn append(&mut self, _gop: &Gop) -> Result<(), Self::Error> {
+            let result = if self.gone.load(Ordering::Relaxed) {
+                Err(std::io::Error::from_raw_os_error(libc::EIO))
+            } else {
+                Ok(())
+            };
+            let _ = self.handled.send(());
+            result
+        }
+        fn sync(&mut self) -> Result<(), Self::Error> {
+            Ok(())
+        }
+        fn begin_event(&mut self, _event: &EventInfo) -> Result<(), Self::Error> {
+            Ok(())
+        }
+        fn end_event(&mut self, _end_wall_ms: i64) -> Result<(), Self::Error> {
+            Ok(())
+        }
+        fn close(self) -> Result<(), Self::Error> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failing_disk_is_flagged_until_a_gop_is_written_again() {
+        let gone = Arc::new(AtomicBool::new(false));
+        let (handled, gop_handled) = std::sync::mpsc::channel();
+        let disk = VanishingDisk {
+            gone: gone.clone(),
+            handled,
+        };
+        let writer = GopWriter::spawn("cam", disk, Duration::from_secs(1)).unwrap();
+        let counters = writer.counters();
+        let gop = crate::record::tests::gop_at(0, 1_000);
+        let write_one = |expect_failed: bool| {
+            writer.offer(gop.clone());
+            gop_handled.recv_timeout(Duration::from_secs(10)).unwrap();
+            // The flag is stored right after the sink returns: wait for it (the deadline only
+            // guards against a hang).
+            let hang_guard = std::time::Instant::now() + Duration::from_secs(10);
+            while counters.last_write_failed.load(Ordering::Relaxed) != expect_failed {
+                assert!(
+                    std::time::Instant::now() < hang_guard,
+                    "flag never became {expect_failed}"
+                );
+                std::thread::yield_now();
+            }
+        };
+        write_one(false);
+        gone.store(true, Ordering::Relaxed);
+        write_one(true);
+        write_one(true);
+        gone.store(false, Ordering::Relaxed);
+        write_one(false);
+        assert_eq!(counters.written_gops.load(Ordering::Relaxed), 2);
+        assert_eq!(counters.failed_gops.load(Ordering::Relaxed), 2);
+        writer.close().await.unwrap();
     }
 }
