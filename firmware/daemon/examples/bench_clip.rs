@@ -14,12 +14,11 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use bytes::Bytes;
-use edgenvr::media::{Gop, StreamParams, VideoCodec, VideoFrame, VideoParams};
+use edgenvr::media::synthetic;
 use edgenvr::serve::{HttpServer, Token};
 use edgenvr::store::{init_store, InitOptions, Store, WriterOptions};
 
@@ -74,33 +73,19 @@ fn synth(dir: &Path, minutes: i64, mbit: f64) -> anyhow::Result<()> {
             ..WriterOptions::default()
         },
     )?;
-    let params = Arc::new(StreamParams {
-        video: VideoParams {
-            codec: VideoCodec::H264,
-            width: 1920,
-            height: 1080,
-            rfc6381_codec: "avc1.640028".into(),
-            decoder_config: Bytes::from_static(&[1, 0x64, 0, 0x28, 0xff, 0xe0, 0]),
-        },
-        audio: None,
-    });
+    let params = synthetic::h264_params(1920, 1080);
     let frame_90k = 90_000 / FPS;
     let started = Instant::now();
     for n in 0..gops {
-        let frames = (0..GOP_FRAMES)
-            .map(|f| VideoFrame {
-                pts_90k: (n * GOP_FRAMES + f) * frame_90k,
-                is_key: f == 0,
-                data: payload.slice(..if f == 0 { key_bytes } else { delta_bytes }),
-            })
-            .collect();
-        writer.append(&Gop {
-            params: Arc::clone(&params),
-            start_wall_ms: T0_MS + n * GOP_FRAMES * 1000 / FPS,
-            frames,
-            last_frame_duration_90k: frame_90k as u32,
-            audio: Vec::new(),
-        })?;
+        let payloads =
+            (0..GOP_FRAMES).map(|f| payload.slice(..if f == 0 { key_bytes } else { delta_bytes }));
+        writer.append(&synthetic::gop(
+            &params,
+            T0_MS + n * GOP_FRAMES * 1000 / FPS,
+            n * GOP_FRAMES * frame_90k,
+            frame_90k as u32,
+            payloads,
+        ))?;
     }
     writer.close()?;
     println!(

@@ -6,11 +6,10 @@
 //! time hides the cost of syncs and journal commits (DESIGN.md). Prints the video bytes handed
 //! to the store and the store's own counters as JSON.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use edgenvr::media::{Gop, StreamParams, VideoCodec, VideoFrame, VideoParams};
+use edgenvr::media::synthetic;
 use edgenvr::store::{Store, WriterOptions};
 
 /// Frames per GOP and per second: a camera at 25 fps with one key frame a second.
@@ -24,16 +23,7 @@ fn main() -> anyhow::Result<()> {
     let seconds: u64 = seconds.parse()?;
     let bytes_per_gop = kbps.parse::<usize>()? * 1000 / 8;
     let store = Store::open(std::path::Path::new(dir))?;
-    let params = Arc::new(StreamParams {
-        video: VideoParams {
-            codec: VideoCodec::H264,
-            width: 1920,
-            height: 1080,
-            rfc6381_codec: "avc1.640028".into(),
-            decoder_config: Bytes::from_static(&[1, 0x64, 0, 0x28, 0xff, 0xe0, 0]),
-        },
-        audio: None,
-    });
+    let params = synthetic::h264_params(1920, 1080);
     let mut writer = store.camera_writer(
         "bench",
         WriterOptions {
@@ -46,26 +36,21 @@ fn main() -> anyhow::Result<()> {
     let mut video_bytes = 0u64;
     let start = Instant::now();
     for second in 0..seconds {
-        let frames = (0..FRAMES_PER_GOP)
-            .map(|i| {
-                let mut data = vec![0u8; frame_bytes.max(5)];
-                rng.fill(&mut data);
-                let nal_len = (data.len() - 4) as u32;
-                data[..4].copy_from_slice(&nal_len.to_be_bytes());
-                VideoFrame {
-                    pts_90k: second as i64 * 90_000 + i as i64 * 3600,
-                    is_key: i == 0,
-                    data: Bytes::from(data),
-                }
-            })
-            .collect();
-        let gop = Gop {
-            params: Arc::clone(&params),
-            start_wall_ms: 1_767_225_600_000 + second as i64 * 1000,
-            frames,
-            last_frame_duration_90k: 3600,
-            audio: Vec::new(),
-        };
+        let payloads = (0..FRAMES_PER_GOP).map(|_| {
+            // One NAL unit of random bytes behind its 4-byte length.
+            let mut data = vec![0u8; frame_bytes.max(5)];
+            rng.fill(&mut data);
+            let nal_len = (data.len() - 4) as u32;
+            data[..4].copy_from_slice(&nal_len.to_be_bytes());
+            Bytes::from(data)
+        });
+        let gop = synthetic::gop(
+            &params,
+            1_767_225_600_000 + second as i64 * 1000,
+            second as i64 * 90_000,
+            3600,
+            payloads,
+        );
         video_bytes += gop.payload_bytes() as u64;
         // A GOP is complete one second after it started: wait for that moment.
         let due = Duration::from_secs(second + 1);

@@ -10,43 +10,25 @@ use bytes::Bytes;
 
 use super::format::{slot_path, MarkerState, MARKER_FILE};
 use super::*;
-use crate::media::{Gop, StreamParams, VideoFrame, VideoParams};
+use crate::media::{synthetic, Gop, StreamParams};
 
 const SLOT_BYTES: u64 = 64 << 10;
 
 fn params(width: u16) -> Arc<StreamParams> {
-    Arc::new(StreamParams {
-        video: VideoParams {
-            codec: VideoCodec::H264,
-            width,
-            height: 240,
-            rfc6381_codec: "avc1.640014".into(),
-            decoder_config: Bytes::from_static(&[1, 0x64, 0, 0x14, 0xff, 0xe0, 0]),
-        },
-        audio: None,
-    })
+    synthetic::h264_params(width, 240)
 }
 
 /// GOP number `n` of a 1 s, 25-frame stream; every GOP has the same byte size.
 fn gop(params: &Arc<StreamParams>, n: i64) -> Gop {
-    Gop {
-        params: Arc::clone(params),
-        start_wall_ms: 1_000_000 + n * 1000,
-        frames: (0..25)
-            .map(|i| VideoFrame {
-                pts_90k: n * 90_000 + i * 3600,
-                is_key: i == 0,
-                data: Bytes::from(
-                    vec![0, 0, 0, 96]
-                        .into_iter()
-                        .chain([n as u8; 96])
-                        .collect::<Vec<u8>>(),
-                ),
-            })
-            .collect(),
-        last_frame_duration_90k: 3600,
-        audio: Vec::new(),
-    }
+    // Each frame: one 96-byte NAL unit behind its 4-byte length, filled with the GOP number.
+    let frame = Bytes::from([&[0, 0, 0, 96][..], &[n as u8; 96]].concat());
+    synthetic::gop(
+        params,
+        1_000_000 + n * 1000,
+        n * 90_000,
+        3600,
+        (0..25).map(|_| frame.clone()),
+    )
 }
 
 fn new_store(dir: &Path, slots: u32) {

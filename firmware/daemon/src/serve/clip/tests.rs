@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::*;
-use crate::media::{Gop, StreamParams, VideoCodec, VideoFrame, VideoParams};
+use crate::media::{synthetic, Gop, StreamParams};
 use crate::serve::pieces::PIECE_BYTES;
 use crate::store::{init_store, InitOptions, WriterOptions};
 
@@ -17,33 +17,19 @@ const T0_MS: i64 = 1_767_225_600_000;
 const FRAME_90K: i64 = 3600;
 
 fn params(width: u16) -> Arc<StreamParams> {
-    Arc::new(StreamParams {
-        video: VideoParams {
-            codec: VideoCodec::H264,
-            width,
-            height: 240,
-            rfc6381_codec: "avc1.640014".into(),
-            decoder_config: Bytes::from_static(&[1, 0x64, 0, 0x14, 0xff, 0xe0, 0]),
-        },
-        audio: None,
-    })
+    synthetic::h264_params(width, 240)
 }
 
 /// One-second GOP number `n` (25 frames of `frame_bytes`).
 fn gop(params: &Arc<StreamParams>, n: i64, frame_bytes: usize) -> Gop {
-    Gop {
-        params: Arc::clone(params),
-        start_wall_ms: T0_MS + n * 1000,
-        frames: (0..25)
-            .map(|f| VideoFrame {
-                pts_90k: n * 90_000 + f * FRAME_90K,
-                is_key: f == 0,
-                data: Bytes::from(vec![(n + f) as u8; frame_bytes]),
-            })
-            .collect(),
-        last_frame_duration_90k: FRAME_90K as u32,
-        audio: Vec::new(),
-    }
+    let frames = (0..25).map(|f| Bytes::from(vec![(n + f) as u8; frame_bytes]));
+    synthetic::gop(
+        params,
+        T0_MS + n * 1000,
+        n * 90_000,
+        FRAME_90K as u32,
+        frames,
+    )
 }
 
 /// A store of `slots` slots of 1 MiB in a temp dir, with 4 s segments.

@@ -7,6 +7,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+#[doc(hidden)]
+pub mod synthetic;
+
 /// The RTP video clock rate: every `_90k` value in this crate counts ticks of it.
 pub const TIMESCALE_90K: u32 = 90_000;
 
