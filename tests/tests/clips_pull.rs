@@ -147,21 +147,15 @@ fn pull_a_clip_across_segments_and_the_api_refuses_what_it_must() {
     let from_ms = to_ms - 15_000;
     assert!(from_ms < start_ms + 20_000 && to_ms > start_ms + 30_000);
     let output = work.path().join("clip.mp4");
-    let pulled = nvrctl(
-        &[
-            "pull",
-            &addr,
-            "--camera",
-            "front",
-            "--from",
-            &from_ms.to_string(),
-            "--to",
-            &to_ms.to_string(),
-            "-o",
-            output.to_str().unwrap(),
-        ],
-        Some(TOKEN),
-    );
+    let pull_to = |file: &std::path::Path| {
+        let (from, to) = (from_ms.to_string(), to_ms.to_string());
+        let file = file.to_str().unwrap();
+        let args = [
+            "pull", &addr, "--camera", "front", "--from", &from, "--to", &to, "-o", file,
+        ];
+        nvrctl(&args, Some(TOKEN))
+    };
+    let pulled = pull_to(&output);
     assert!(pulled.status.success(), "{pulled:?}");
     let clip_bytes = std::fs::read(&output).unwrap();
 
@@ -220,21 +214,7 @@ fn pull_a_clip_across_segments_and_the_api_refuses_what_it_must() {
     let resumed = work.path().join("resumed.mp4");
     std::fs::write(work.path().join("resumed.mp4.part"), &clip_bytes[..half]).unwrap();
     std::fs::write(work.path().join("resumed.mp4.part.etag"), &etag).unwrap();
-    let pulled = nvrctl(
-        &[
-            "pull",
-            &addr,
-            "--camera",
-            "front",
-            "--from",
-            &from_ms.to_string(),
-            "--to",
-            &to_ms.to_string(),
-            "-o",
-            resumed.to_str().unwrap(),
-        ],
-        Some(TOKEN),
-    );
+    let pulled = pull_to(&resumed);
     assert!(pulled.status.success(), "{pulled:?}");
     assert!(
         String::from_utf8_lossy(&pulled.stderr).contains(&format!("resumed at byte {half}")),
