@@ -70,7 +70,6 @@ pub struct CameraWriter {
     event: Option<EventInfo>,
     /// Reused buffers: the bytes of one write, and a fragment body.
     write_buf: Vec<u8>,
-    body_buf: Vec<u8>,
     init_buf: Vec<u8>,
 }
 
@@ -134,7 +133,6 @@ impl CameraWriter {
             segment: None,
             event: None,
             write_buf: Vec::new(),
-            body_buf: Vec::new(),
             init_buf: Vec::new(),
         })
     }
@@ -268,23 +266,17 @@ impl CameraWriter {
             video_base_90k: first_pts.saturating_sub(segment.first_pts_90k).max(0) as u64,
             audio_base,
         };
-        self.body_buf.clear();
-        mux::write_fragment(gop, &times, &mut self.body_buf)
+        // The body is muxed straight behind room for its header: one copy of the video per GOP.
+        self.write_buf.clear();
+        self.write_buf.resize(FRAGMENT_HEADER_BYTES as usize, 0);
+        mux::write_fragment(gop, &times, &mut self.write_buf)
             .map_err(|e| bad_gop(&self.store, &self.camera, e.to_string()))?;
-        let fragment_bytes = FRAGMENT_HEADER_BYTES + self.body_buf.len() as u64;
+        let fragment_bytes = self.write_buf.len() as u64;
         if segment.next_offset + fragment_bytes + FREE_HEADER_BYTES > slot_bytes {
             return Ok(false);
         }
-        self.write_buf.clear();
         let offset = segment.next_offset;
-        let info = encode_fragment(
-            segment,
-            gop,
-            &times,
-            &self.body_buf,
-            offset,
-            &mut self.write_buf,
-        )?;
+        let info = encode_fragment(segment, gop, &times, offset, &mut self.write_buf, 0)?;
         cover_rest(&mut self.write_buf, offset, slot_bytes);
         self.write_fragment(offset, info, gop, first_pts)?;
         Ok(true)
@@ -301,14 +293,16 @@ impl CameraWriter {
             video_base_90k: 0,
             audio_base: audio_base(&mut first_audio_pts, gop),
         };
-        self.body_buf.clear();
-        mux::write_fragment(gop, &times, &mut self.body_buf)
+        // Slot header, init segment and fragment header are filled in once the slot is known;
+        // the body is muxed straight behind the room left for them.
+        let init_at = SLOT_HEADER_BYTES as usize;
+        let fragment_at = init_at + self.init_buf.len();
+        self.write_buf.clear();
+        self.write_buf
+            .resize(fragment_at + FRAGMENT_HEADER_BYTES as usize, 0);
+        mux::write_fragment(gop, &times, &mut self.write_buf)
             .map_err(|e| self.bad_gop(e.to_string()))?;
-        let first_write_bytes = SLOT_HEADER_BYTES
-            + self.init_buf.len() as u64
-            + FRAGMENT_HEADER_BYTES
-            + self.body_buf.len() as u64
-            + FREE_HEADER_BYTES;
+        let first_write_bytes = self.write_buf.len() as u64 + FREE_HEADER_BYTES;
         if first_write_bytes > slot_bytes {
             return Err(self.bad_gop(format!(
                 "needs {first_write_bytes} bytes, more than a whole slot ({slot_bytes} bytes); \
@@ -341,24 +335,27 @@ impl CameraWriter {
             dirty: false,
             syncs: 0,
         };
-        self.write_buf.clear();
-        header.encode(&mut self.write_buf);
+        let mut slot_header = Vec::with_capacity(init_at);
+        header.encode(&mut slot_header);
         if let Some(event) = &self.event {
             let region = event.encode_region();
             let at = EVENT_REGION_OFFSET as usize;
-            if let Some(target) = self.write_buf.get_mut(at..at + region.len()) {
+            if let Some(target) = slot_header.get_mut(at..at + region.len()) {
                 target.copy_from_slice(&region);
             }
         }
-        self.write_buf.extend_from_slice(&self.init_buf);
+        // Same lengths as the room left for them, so nothing behind them moves.
+        self.write_buf.splice(..init_at, slot_header);
+        self.write_buf
+            .splice(init_at..fragment_at, self.init_buf.iter().copied());
         let offset = segment.next_offset;
         let info = encode_fragment(
             &mut segment,
             gop,
             &times,
-            &self.body_buf,
             offset,
             &mut self.write_buf,
+            fragment_at,
         )?;
         cover_rest(&mut self.write_buf, 0, slot_bytes);
         tracing::debug!(camera = %self.camera, slot, segment = header.segment_id, "segment started");
@@ -536,15 +533,19 @@ fn audio_base(first_audio_pts: &mut Option<i64>, gop: &Gop) -> u64 {
     (first.pts - segment_first).max(0) as u64
 }
 
-/// Appends the fragment header and body to `buf` and describes the fragment as listed.
+/// Fills in the header of the fragment whose header room starts at `buf[header_at]` and whose
+/// body runs from the end of that room to the end of `buf`; `offset` is where the fragment goes
+/// in the slot.
 fn encode_fragment(
     segment: &mut OpenSegment,
     gop: &Gop,
     times: &FragmentTimes,
-    body: &[u8],
     offset: u64,
-    buf: &mut Vec<u8>,
+    buf: &mut [u8],
+    header_at: usize,
 ) -> Result<FragmentInfo, StoreError> {
+    let body_at = header_at + FRAGMENT_HEADER_BYTES as usize;
+    let body = buf.get(body_at..).unwrap_or_default();
     let body_len = u32::try_from(body.len()).map_err(|_| StoreError::BadGop {
         path: segment.path.clone(),
         camera: String::new(),
@@ -560,15 +561,17 @@ fn encode_fragment(
         frame_count: gop.frames.len() as u32,
         segment_syncs: segment.syncs,
     };
-    let header_start = buf.len();
-    header.encode(body, buf);
-    let crc = buf
-        .get(buf.len() - 4..)
+    let mut header_bytes = Vec::with_capacity(FRAGMENT_HEADER_BYTES as usize);
+    header.encode(body, &mut header_bytes);
+    debug_assert_eq!(header_bytes.len(), FRAGMENT_HEADER_BYTES as usize);
+    let crc = header_bytes
+        .get(header_bytes.len() - 4..)
         .and_then(|b| b.try_into().ok())
         .map(u32::from_be_bytes)
         .unwrap_or_default();
-    debug_assert_eq!(buf.len() - header_start, FRAGMENT_HEADER_BYTES as usize);
-    buf.extend_from_slice(body);
+    if let Some(room) = buf.get_mut(header_at..body_at) {
+        room.copy_from_slice(&header_bytes);
+    }
     Ok(FragmentInfo {
         index: header.index,
         offset,
