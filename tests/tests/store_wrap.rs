@@ -68,7 +68,7 @@ fn a_tiny_ring_wraps_without_creating_files_and_each_slot_plays_only_its_newest_
     record_gops(
         &store,
         WriterOptions {
-            segment_90k: 2 * 90_000,
+            segment_90k: Some(2 * 90_000),
             sync_interval: Duration::from_secs(2),
             share_slots: None,
         },

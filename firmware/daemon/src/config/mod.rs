@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-pub use units::{parse_size, ByteSize, HumanDuration};
+pub use units::{parse_size, ByteSize, HumanDuration, Percent};
 
 use crate::gpio::{ControlConfig, OutputConfig, RuleConfig, SensorConfig};
 use crate::ingest::{CameraSource, Transport};
@@ -153,6 +153,16 @@ pub struct StorageConfig {
     /// The card's rated write endurance (e.g. "40TB" for a 32 GB high-endurance card's TBW);
     /// when set, the box reports the share of it used so far.
     pub endurance: Option<ByteSize>,
+    /// The newest event segments, as a share of the slots, that the ring never wraps over
+    /// while it has other video to wrap over (see design/storage.md, "Wrap order").
+    #[serde(default = "default_event_share")]
+    pub event_share: Percent,
+}
+
+fn default_event_share() -> Percent {
+    // A quarter: events are what a user comes back for, and the other three quarters still
+    // hold hours of continuous video on a typical card.
+    Percent(25)
 }
 
 fn default_segment() -> HumanDuration {

@@ -121,12 +121,16 @@ impl EventMachine {
     ) {
         match (&mut self.active, triggered) {
             (None, true) => {
+                let video_from_wall_ms = at_wall_ms.saturating_sub(self.pre_roll_ms);
                 let event = EventInfo {
+                    // The store's writer numbers events.
+                    id: 0,
                     start_wall_ms: at_wall_ms,
+                    video_from_wall_ms,
                     end_wall_ms: None,
                     sensors: vec![sensor.to_owned()],
                 };
-                let pre_roll = self.take_pre_roll(at_wall_ms.saturating_sub(self.pre_roll_ms));
+                let pre_roll = self.take_pre_roll(video_from_wall_ms);
                 out.push(EventOp::Begin {
                     event: event.clone(),
                     pre_roll,
