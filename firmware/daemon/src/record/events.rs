@@ -309,6 +309,25 @@ mod tests {
         assert!(!machine.is_recording());
     }
 
+    /// Regression (found by the four-event end-to-end test): a trigger processed just after a
+    /// key frame finished the previous GOP, but stamped a few ms before that key frame, found
+    /// the ring trimmed to exactly the pre-roll of finished video and got 12 ms too little.
+    #[test]
+    fn a_trigger_stamped_just_before_the_gop_that_finished_still_gets_its_whole_pre_roll() {
+        let mut machine = EventMachine::new(2_000, 3_000, usize::MAX);
+        let mut written = Written::default();
+        run_gops(&mut machine, &mut written, 1..30, |second, m, ops| {
+            // GOP 20 (20..21 s) is finished at `second` 21; the trigger says 20.99 s.
+            if second == 21 {
+                m.trigger("pir", true, 20_990, ops);
+                m.trigger("pir", false, 20_995, ops);
+            }
+        });
+        assert_eq!(written.begins.len(), 1);
+        // 20.99 − 2 s = 18.99 s lies in GOP 18.
+        assert_eq!(written.gop_starts_ms.first(), Some(&18_000));
+    }
+
     #[test]
     fn a_trigger_during_post_roll_extends_the_event() {
         let mut machine = EventMachine::new(2_000, 3_000, usize::MAX);
