@@ -569,8 +569,9 @@ async fn stop_http(http: tokio::task::JoinHandle<()>) {
     }
 }
 
-/// The close line: what this run's writer did with the camera's GOPs, and what the store holds
-/// of the camera (`store_written == store_listed + store_overwritten`: nothing left silently).
+/// The close line: what this run's writer did with the camera's GOPs (`written_gops` equals
+/// `store_written_since_open`), and what the store holds of the camera
+/// (`store_written == store_listed + store_overwritten`: nothing left silently).
 fn log_counters(camera: &str, counters: &record::WriterCounters, store: &Store) {
     use std::sync::atomic::Ordering::Relaxed;
     let totals = store
@@ -583,6 +584,8 @@ fn log_counters(camera: &str, counters: &record::WriterCounters, store: &Store) 
         written_gops = counters.written_gops.load(Relaxed),
         dropped_gops = counters.dropped_gops.load(Relaxed),
         failed_gops = counters.failed_gops.load(Relaxed),
+        store_written_since_open = total(|t| t.written_since_open),
+        store_overwritten_since_open = total(|t| t.overwritten_since_open),
         store_written = total(|t| t.fragments_written),
         store_listed = total(|t| t.fragments_listed),
         store_overwritten = total(|t| t.fragments_overwritten),

@@ -33,19 +33,28 @@ pub struct CameraRecordings {
 }
 
 /// What became of a camera's fragments: every fragment its writer put in the store is either
-/// still listed or was wrapped over by the ring, so `written == listed + overwritten` unless the
-/// recovery scan found damage (see `edgenvr store fsck`).
+/// still listed or was wrapped over by the ring, so `written == listed + overwritten` (a slot
+/// the recovery scan found damaged counts as wrapped over; `edgenvr store fsck` names it).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct CameraTotals {
     /// Camera name.
     pub camera: String,
-    /// Fragments (GOPs) written since the camera's oldest listed video began, as carried from
-    /// segment to segment in the slot headers.
+    /// Fragments (GOPs) the camera has written to the store: a running count carried from
+    /// segment to segment in its slot headers, so it survives restarts. Rebuilt at open from
+    /// the camera's newest surviving segment: exact unless the ring wrapped over the camera's
+    /// newer segments while an older one survived (a protected event) or over all of them —
+    /// then it restarts from what is left. Within one run the `_since_open` counts are exact.
     pub fragments_written: u64,
     /// Fragments listed now.
     pub fragments_listed: u64,
     /// Fragments wrapped over by the ring.
     pub fragments_overwritten: u64,
+    /// Of `fragments_written`, those written since the store was opened (exact).
+    #[serde(skip)]
+    pub written_since_open: u64,
+    /// Of `fragments_overwritten`, those wrapped over since the store was opened (exact).
+    #[serde(skip)]
+    pub overwritten_since_open: u64,
 }
 
 /// An event and the video kept of it: from its pre-roll start to its post-roll end, wherever

@@ -118,6 +118,8 @@ struct RingState {
     /// Fragments of each camera wrapped over: what was written but is no longer listed at
     /// open, plus every fragment in a slot the ring reused since.
     overwritten: BTreeMap<String, u64>,
+    /// `written` and `overwritten` as they were at open.
+    at_open: (BTreeMap<String, u64>, BTreeMap<String, u64>),
 }
 
 impl RingState {
@@ -368,6 +370,7 @@ impl Store {
                     next_segment_id,
                     writers: BTreeMap::new(),
                     next_event_id,
+                    at_open: (written.clone(), overwritten.clone()),
                     written,
                     overwritten,
                 }),
@@ -419,11 +422,16 @@ impl Store {
             .collect();
         cameras
             .into_iter()
-            .map(|camera| CameraTotals {
-                camera: camera.to_owned(),
-                fragments_written: ring.camera_written(camera),
-                fragments_listed: listed.get(camera).copied().unwrap_or(0),
-                fragments_overwritten: ring.overwritten.get(camera).copied().unwrap_or(0),
+            .map(|camera| {
+                let count = |map: &BTreeMap<String, u64>| map.get(camera).copied().unwrap_or(0);
+                CameraTotals {
+                    camera: camera.to_owned(),
+                    fragments_written: count(&ring.written),
+                    fragments_listed: listed.get(camera).copied().unwrap_or(0),
+                    fragments_overwritten: count(&ring.overwritten),
+                    written_since_open: count(&ring.written) - count(&ring.at_open.0),
+                    overwritten_since_open: count(&ring.overwritten) - count(&ring.at_open.1),
+                }
             })
             .collect()
     }
@@ -754,6 +762,8 @@ fn slot_state(scan: SlotScan) -> SlotState {
     }
 }
 
+#[cfg(test)]
+mod model_tests;
 #[cfg(test)]
 mod tests;
 

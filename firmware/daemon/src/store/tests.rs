@@ -617,7 +617,20 @@ mod scan_properties {
         let dir = tempfile::tempdir().unwrap();
         new_store(dir.path(), 2);
         let store = Store::open(dir.path()).unwrap();
-        write_gops(&store, "front", 60, 0..8);
+        // Event records between the fragments: a begin after GOP 2, an end after GOP 5.
+        let p = params(320);
+        let mut writer = store.camera_writer("front", options(60)).unwrap();
+        for n in 0..8 {
+            if n == 3 {
+                writer.begin_event(event(1_002_500, 1_000, "pir")).unwrap();
+            }
+            if n == 6 {
+                writer.end_event(1_005_500).unwrap();
+            }
+            writer.append(&gop(&p, n)).unwrap();
+        }
+        writer.close().unwrap();
+        assert_eq!(store.segments()[0].events.len(), 2);
         let fragments = store.segments()[0].fragments.clone();
         let store_id = store.inner.marker.store_id;
         (
@@ -649,6 +662,11 @@ mod scan_properties {
             let scan = scan_bytes(&bytes, store_id);
             prop_assert!(scan.fragments.len() <= fragments.len());
             prop_assert_eq!(&scan.fragments[..], &fragments[..scan.fragments.len()]);
+            // Event records kept are intact and in place: never past the fragments kept.
+            for record in &scan.events {
+                prop_assert!(record.after_fragments as usize <= scan.fragments.len());
+                prop_assert_eq!(record.event.start_wall_ms, 1_002_500);
+            }
             let first_damage = damage.iter().map(|(at, _)| *at as u64).min().unwrap_or(0);
             let intact_before = fragments
                 .iter()
