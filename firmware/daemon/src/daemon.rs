@@ -47,8 +47,8 @@ pub struct RecordRequest {
     pub password: Option<String>,
     /// The store directory (initialised when empty).
     pub dir: PathBuf,
-    /// Target segment length.
-    pub segment: Duration,
+    /// Longest segment (`None`: a segment fills its slot).
+    pub segment: Option<Duration>,
     /// Size of a new store.
     pub max_bytes: Option<u64>,
     /// Slot count of a new store.
@@ -230,13 +230,15 @@ fn open_or_init(dir: &Path, init: Option<InitOptions>) -> Result<Store, DaemonEr
     }
 }
 
-fn writer_options(segment: Duration, sync_interval: Duration) -> WriterOptions {
-    let segment_90k = i64::try_from(segment.as_millis())
-        .unwrap_or(i64::MAX / i64::from(TIMESCALE_90K))
-        .saturating_mul(i64::from(TIMESCALE_90K))
-        / 1000;
+fn writer_options(segment: Option<Duration>, sync_interval: Duration) -> WriterOptions {
+    let segment_90k = segment.map(|segment| {
+        i64::try_from(segment.as_millis())
+            .unwrap_or(i64::MAX / i64::from(TIMESCALE_90K))
+            .saturating_mul(i64::from(TIMESCALE_90K))
+            / 1000
+    });
     WriterOptions {
-        segment_90k: Some(segment_90k),
+        segment_90k,
         sync_interval,
         ..WriterOptions::default()
     }
@@ -327,7 +329,7 @@ pub async fn run_with_status(
         on_unauthorized: AuthFailurePolicy::RetrySlowly,
         ..IngestOptions::default()
     };
-    let segment = config.storage.segment.0;
+    let segment = config.storage.segment.map(|s| s.0);
     let sync_interval = config.storage.sync_interval.0;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let mut cameras_health = Vec::new();
@@ -337,7 +339,7 @@ pub async fn run_with_status(
         let mut options_for_camera = writer_options(segment, sync_interval);
         if events_mode {
             // Events share slots across the gaps between them: a segment ends when its slot is
-            // full, so short events do not cost a slot each.
+            // full, whatever `segment` says, so short events do not cost a slot each.
             options_for_camera.segment_90k = None;
         }
         let writer = store.camera_writer(&source.name, options_for_camera)?;
