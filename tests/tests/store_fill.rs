@@ -92,10 +92,9 @@ fn fill_until_wrap(segment_90k: Option<i64>, event_seconds: Option<i64>) -> (f64
         )
         .unwrap();
     let mut stream = Stream::new();
-    let mut share_before = 0.0;
     let mut events = 0;
     let wrapped = |store: &Store| store.camera_totals()[0].fragments_overwritten > 0;
-    'writing: loop {
+    let share_before = 'writing: loop {
         let gops = match event_seconds {
             Some(length) => {
                 // An event: pre-roll, the motion, post-roll; then a quiet minute (a media jump).
@@ -115,10 +114,10 @@ fn fill_until_wrap(segment_90k: Option<i64>, event_seconds: Option<i64>) -> (f64
         };
         for _ in 0..gops {
             let gop = stream.gop();
-            share_before = video_share(&store);
+            let share = video_share(&store);
             writer.append(&gop).unwrap();
             if wrapped(&store) {
-                break 'writing;
+                break 'writing share;
             }
         }
         if event_seconds.is_some() {
@@ -128,7 +127,7 @@ fn fill_until_wrap(segment_90k: Option<i64>, event_seconds: Option<i64>) -> (f64
             events += 1;
             stream.next_second += 60;
         }
-    }
+    };
     writer.close().unwrap();
     (share_before, events)
 }

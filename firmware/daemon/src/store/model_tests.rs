@@ -113,7 +113,7 @@ fn reference_choice(
         return Some(free);
     }
     let mut events: Vec<&SlotView> = slots.iter().filter(|s| s.is_event).collect();
-    events.sort_by(|x, y| y.segment_id.cmp(&x.segment_id));
+    events.sort_by_key(|s| std::cmp::Reverse(s.segment_id));
     let protected: BTreeSet<u64> = events
         .iter()
         .take(event_share as usize)
@@ -438,7 +438,7 @@ fn check_choice(
     // A protected event was overwritten only when nothing else was there to take.
     if let Some(old) = released.get(chosen) {
         let mut events: Vec<&SlotView> = released.iter().filter(|s| s.is_event).collect();
-        events.sort_by(|x, y| y.segment_id.cmp(&x.segment_id));
+        events.sort_by_key(|s| std::cmp::Reverse(s.segment_id));
         let protected = events
             .iter()
             .take(event_share as usize)

@@ -11,14 +11,12 @@
 //!    Cameras without an open writer have a share of zero.
 //! 4. The new segment overwrites, among the slots not being written, the oldest (lowest segment
 //!    id) of, in this order:
-//!    a. the camera's own ageing segments, if it holds at least its share (it wraps over itself);
-//!    b. the ageing segments of cameras that are gone (no open writer);
-//!    c. the ageing segments of a camera holding more than its share (one that filled the card
-//!       before the others started);
-//!    d. the camera's own ageing segments;
-//!    e. anyone's ageing segments;
-//!    f. the oldest protected event segment — only when the ring holds nothing but protected
-//!       events (and slots being written), so a recorder never stops for want of a slot.
+//!    (a) the camera's own ageing segments, if it holds at least its share (it wraps over
+//!    itself); (b) the ageing segments of cameras that are gone (no open writer); (c) the ageing
+//!    segments of a camera holding more than its share (one that filled the card before the
+//!    others started); (d) the camera's own ageing segments; (e) anyone's ageing segments;
+//!    (f) the oldest protected event segment — only when the ring holds nothing but protected
+//!    events (and slots being written), so a recorder never stops for want of a slot.
 //!
 //! So a busy camera wraps within its share and cannot overwrite the others' video; events
 //! beyond the protected share age with the camera's other video, oldest first; and the oldest
