@@ -322,7 +322,7 @@ pub async fn run_with_status(
     // The control socket logged `listening control PATH` when it bound.
 
     let http = match &config.http {
-        Some(http) => Some(start_http(http, &store, shutdown.clone()).await?),
+        Some(http) => Some(start_http(http, &store, &bus, shutdown.clone()).await?),
         None => None,
     };
     let options = IngestOptions {
@@ -539,6 +539,7 @@ fn feed_sensors(
 async fn start_http(
     http: &HttpConfig,
     store: &Store,
+    bus: &StateBus,
     mut shutdown: Shutdown,
 ) -> Result<tokio::task::JoinHandle<()>, DaemonError> {
     let (config, dir) = (http.clone(), store.dir().to_owned());
@@ -548,7 +549,9 @@ async fn start_http(
     tracing::info!(token_from = %source, "http API token");
     let server = HttpServer::bind(http.listen, store.clone(), token)
         .await
-        .map_err(|e| DaemonError::Http(format!("cannot listen on {}: {e}", http.listen)))?;
+        .map_err(|e| DaemonError::Http(format!("cannot listen on {}: {e}", http.listen)))?
+        .with_live_state(bus.clone())
+        .with_ui(http.ui);
     Ok(tokio::spawn(async move {
         if let Err(error) = server
             .serve(async move { shutdown.requested().await })

@@ -1,6 +1,7 @@
 //! The HTTP routes: `GET /api/recordings` and `GET /api/clip.mp4` (a time range, or one event by
-//! id), the token check in front of every route, and the JSON error bodies (400 bad query, 401
-//! no or wrong token, 404 no video or no such event, 416 bad range, 500 store failure).
+//! id), `GET /api/live` (in `live`), the page (in `ui`), the token check in front of every route,
+//! and the JSON error bodies (400 bad query, 401 no or wrong token, 403 a cookie-authenticated
+//! change from another origin, 404 no video or no such event, 416 bad range, 500 store failure).
 //!
 //! Handlers parse the query, plan on the blocking pool (the store does file I/O) and answer; a
 //! clip body streams from [`super::clip::body_stream`].
@@ -18,8 +19,10 @@ use serde::Deserialize;
 
 use super::auth::Token;
 use super::clip::{body_stream, ClipError, ClipPlan, ClipReader};
+use super::live::LiveFeed;
 use super::range::{parse_range, RangeRequest};
 use super::times::{format_ms, parse_query_time_ms};
+use super::ui::{self, Credential};
 use crate::media::TIMESCALE_90K;
 use crate::store::{CameraRecordings, Store};
 
@@ -37,29 +40,47 @@ pub struct ApiState {
     pub token: Token,
     /// Permits for clip downloads in progress ([`MAX_CLIP_DOWNLOADS`]).
     pub downloads: Arc<tokio::sync::Semaphore>,
+    /// The state bus for `GET /api/live`; none on a bare API server.
+    pub live: Option<LiveFeed>,
+    /// Serve the page (`[http] ui`).
+    pub ui: bool,
+    /// Becomes `true` when the server shuts down: long-lived responses (live streams) end.
+    pub stopping: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl ApiState {
-    /// The state of a server reading `store` and requiring `token`.
+    /// The state of a server reading `store` and requiring `token`, without live state or page.
     pub fn new(store: Store, token: Token) -> ApiState {
         ApiState {
             store,
             token,
             downloads: Arc::new(tokio::sync::Semaphore::new(MAX_CLIP_DOWNLOADS)),
+            live: None,
+            ui: false,
+            stopping: Arc::new(tokio::sync::watch::Sender::new(false)),
         }
     }
 }
 
-/// The router with its routes and the token check.
+/// The router with its routes, the token check and the security headers.
 pub fn router(state: ApiState) -> Router {
-    Router::new()
+    let api = Router::new()
         .route("/api/recordings", get(recordings))
         .route("/api/clip.mp4", get(clip))
+        .route("/api/live", get(super::live::live))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_token,
-        ))
+        ));
+    // The page's routes bring their own check (the login is public).
+    let routes = if state.ui {
+        api.merge(ui::router(state.clone()))
+    } else {
+        api
+    };
+    routes
+        .layer(axum::middleware::from_fn(ui::security_headers))
         .with_state(state)
 }
 
@@ -71,7 +92,8 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+    /// An error with `status` and `message`.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
         ApiError {
             status,
             message: message.into(),
@@ -107,28 +129,29 @@ impl From<ClipError> for ApiError {
 }
 
 async fn require_token(State(state): State<ApiState>, request: Request, next: Next) -> Response {
-    let authorization = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    if state
-        .token
-        .matches_request(authorization, request.uri().query())
-    {
-        next.run(request).await
-    } else {
-        ApiError::new(
+    match ui::credential(&state, &request) {
+        Some(Credential::Cookie)
+            if !ui::cookie_request_is_same_origin(request.method(), request.headers()) =>
+        {
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "a change authenticated by the page's cookie must come from the page",
+            )
+            .into_response()
+        }
+        Some(_) => next.run(request).await,
+        None => ApiError::new(
             StatusCode::UNAUTHORIZED,
             "missing or wrong token: send `Authorization: Bearer TOKEN` or `?token=TOKEN`",
         )
-        .into_response()
+        .into_response(),
     }
 }
 
 async fn not_found() -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
-        "no such endpoint (GET /api/recordings, GET /api/clip.mp4)",
+        "no such endpoint (GET /api/recordings, GET /api/clip.mp4, GET /api/live)",
     )
 }
 
