@@ -1,7 +1,8 @@
 //! Shared harness for edgenvr's end-to-end tests: locating the built binaries and driving the
 //! `edgenvr` and `nvrctl` CLIs (`edgenvr_box`, `nvrctl_cli`, `process`), starting real servers (gst-rtsp-server, mosquitto)
 //! on free ports, encoding test media with ffmpeg (`clips`, `h26x`, `aac`, `gops`), setting up
-//! stores (`test_store`), and checking what was written with ffprobe (`ffprobe`, `recording`).
+//! stores (`test_store`), checking what was written with ffprobe (`ffprobe`, `recording`), and
+//! driving the box's page in a real headless Chromium (`webdriver`, `page`).
 
 pub mod aac;
 pub mod bins;
@@ -13,7 +14,9 @@ pub mod h26x;
 pub mod line_sink;
 pub mod mosquitto;
 pub mod nvrctl_cli;
+pub mod page;
 pub mod process;
 pub mod recording;
 pub mod rtsp_server;
 pub mod test_store;
+pub mod webdriver;

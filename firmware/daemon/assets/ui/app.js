@@ -19,8 +19,10 @@ const MIN_VIEW_MS = 60 * 1000;
 const MAX_VIEW_MS = 7 * 24 * 3600 * 1000;
 /** Video left in a range shorter than this (about a frame) counts as its end. */
 const END_SLACK_MS = 40;
-/** Tick spacings of the time axis. */
-const TICK_STEPS_MS = [1, 2, 5, 10, 15, 30, 60, 120, 180, 360, 720].map((m) => m * 60 * 1000);
+/** Tick spacings of the time axis, in seconds. */
+const TICK_STEPS_MS = [5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200].map(
+  (s) => s * 1000,
+);
 
 const $ = (id) => document.getElementById(id);
 
@@ -33,11 +35,11 @@ function el(tag, className, text) {
 }
 
 const timeFormat = new Intl.DateTimeFormat(undefined, {
-  hour: "2-digit",
+  hour: "numeric",
   minute: "2-digit",
   second: "2-digit",
 });
-const minuteFormat = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
+const minuteFormat = new Intl.DateTimeFormat(undefined, { hour: "numeric", minute: "2-digit" });
 const dateFormat = new Intl.DateTimeFormat(undefined, {
   weekday: "short",
   month: "short",
@@ -133,6 +135,9 @@ function setView(from, to) {
     String(d.getDate()).padStart(2, "0"),
   ].join("-");
   length = view.to - view.from;
+  // The view in numbers, for scripts and tests that click a moment.
+  $("timeline-box").dataset.fromMs = String(view.from);
+  $("timeline-box").dataset.toMs = String(view.to);
   $("view-range").textContent = `${fmtMoment(view.from)} – ${fmtMoment(view.to)} (${fmtDuration(length)})`;
   render();
   loadListing();
@@ -198,13 +203,17 @@ function renderAxis() {
   axis.replaceChildren();
   const width = axis.clientWidth || 600;
   const length = view.to - view.from;
-  const maxTicks = Math.max(2, Math.floor(width / 64));
-  const step = TICK_STEPS_MS.find((s) => length / s <= maxTicks) || 24 * 3600 * 1000;
+  // Labels with seconds need more room than "10:30".
+  const fits = (s) => length / s <= Math.max(2, Math.floor(width / (s < 60 * 1000 ? 100 : 70)));
+  const step = TICK_STEPS_MS.find(fits) || 24 * 3600 * 1000;
   // Ticks on round local times: count from local midnight before the view.
   let tick = localDayStart(view.from);
   while (tick < view.from) tick += step;
+  const format = step < 60 * 1000 ? fmtTime : fmtMinute;
   for (; tick <= view.to; tick += step) {
-    const label = el("span", "tick", fmtMinute(tick));
+    // A label centred on the very edge would be cut in half.
+    if (pct(tick) < 3 || pct(tick) > 97) continue;
+    const label = el("span", "tick", format(tick));
     label.style.left = `${pct(tick)}%`;
     axis.append(label);
   }
@@ -274,7 +283,8 @@ function downloadLink(camera) {
     const overlap = Math.min(to, r.end_ms) - Math.max(from, r.start_ms);
     bytes += r.end_ms > r.start_ms ? (r.bytes * overlap) / (r.end_ms - r.start_ms) : r.bytes;
   }
-  const link = el("a", "download", `⬇ ${fmtMinute(from)}–${fmtMinute(to)} · ~${fmtBytes(bytes)}`);
+  const format = to - from < 10 * 60 * 1000 ? fmtTime : fmtMinute;
+  const link = el("a", "download", `⬇ ${format(from)}–${format(to)} · ~${fmtBytes(bytes)}`);
   link.href = clipUrl({ camera: camera.camera, from: Math.floor(from), to: Math.ceil(to) });
   link.download = "";
   link.title = "Download the video of this camera shown on the timeline, as one MP4";
@@ -333,17 +343,35 @@ function showPlayerError(text) {
   else delete player.dataset.error;
 }
 
-/** The ranges of `camera` that end after `ms`, in order: from the listing when it covers
- * that, else asked for. */
+/** The ranges of `camera` that end after `ms`, in order, and whether the last of them may
+ * still be growing (it is the newest there is): from the listing when it covers that, else
+ * asked for. */
 async function rangesAfter(camera, ms) {
   const listed = listing.cameras.find((c) => c.camera === camera);
   const known = listed ? listed.ranges.filter((r) => r.end_ms > ms + END_SLACK_MS) : [];
-  if (known.length && known[0].start_ms <= ms) return known;
+  const listingReachesNow = view.to >= Date.now();
+  if (known.length && known[0].start_ms <= ms && (known.length > 1 || listingReachesNow)) {
+    return known;
+  }
   const body = await api(`/api/recordings?${new URLSearchParams({ camera, from: Math.floor(ms) })}`);
   const found = body.cameras.find((c) => c.camera === camera);
   return (found ? found.ranges : [])
     .filter((r) => r.end_ms > ms + END_SLACK_MS)
     .sort((a, b) => a.start_ms - b.start_ms);
+}
+
+/** The clip to ask for to play `camera` from `ms`: within one gap-free range (so its time maps
+ * to wall time), at most CHUNK_MS long; null when there is no video after `ms`. */
+async function nextClip(camera, ms) {
+  const ranges = await rangesAfter(camera, ms);
+  const range = ranges[0];
+  if (!range) return null;
+  const from = Math.max(ms, range.start_ms);
+  // The newest range may still be recording: ask past its listed end, the box sends what
+  // exists. Any other range ends where its gap starts.
+  const newest = range === ranges[ranges.length - 1];
+  const to = newest ? from + CHUNK_MS : Math.min(from + CHUNK_MS, range.end_ms);
+  return { from, url: clipUrl({ camera, from: Math.floor(from), to: Math.ceil(to) }) };
 }
 
 /** Plays `camera` from wall time `ms`, or from the next video after it (a click in a gap). */
@@ -352,18 +380,13 @@ async function playAt(camera, ms) {
   showPlayerError("");
   say(`${camera}: looking for video at ${fmtMoment(ms)}…`);
   try {
-    const ranges = await rangesAfter(camera, ms);
+    const clip = await nextClip(camera, ms);
     if (seq !== playSeq) return;
-    const range = ranges[0];
-    if (!range) {
+    if (!clip) {
       say(`${camera}: no video after ${fmtMoment(ms)}.`);
       return;
     }
-    const from = Math.max(ms, range.start_ms);
-    // The range still being recorded has no end yet: ask past it, the box sends what exists.
-    const last = range === ranges[ranges.length - 1];
-    const to = last ? from + CHUNK_MS : Math.min(from + CHUNK_MS, range.end_ms);
-    await loadClip(seq, camera, clipUrl({ camera, from: Math.floor(from), to: Math.ceil(to) }), from);
+    await loadClip(seq, camera, clip.url, clip.from);
   } catch (error) {
     if (seq === playSeq) showPlayerError(`Cannot play ${camera}: ${error.message}`);
   }
@@ -419,6 +442,7 @@ async function loadClip(seq, camera, url, seekMs) {
   player.dataset.camera = camera;
   player.dataset.clipStartMs = String(clip.startMs);
   player.dataset.clipEndMs = String(clip.endMs);
+  player.dataset.seekMs = String(Math.round(seekMs));
   player.currentTime = Math.max(0, (seekMs - clip.startMs) / 1000);
   player.playbackRate = Number($("speed").value);
   try {
@@ -438,17 +462,13 @@ async function playOn() {
   const { camera, endMs } = current;
   const seq = ++playSeq;
   try {
-    const ranges = await rangesAfter(camera, endMs);
+    const clip = await nextClip(camera, endMs);
     if (seq !== playSeq) return;
-    const range = ranges[0];
-    if (!range) {
+    if (!clip) {
       say(`${camera}: end of the recording at ${fmtMoment(endMs)}.`);
       return;
     }
-    const from = Math.max(endMs, range.start_ms);
-    const last = range === ranges[ranges.length - 1];
-    const to = last ? from + CHUNK_MS : Math.min(from + CHUNK_MS, range.end_ms);
-    await loadClip(seq, camera, clipUrl({ camera, from: Math.floor(from), to: Math.ceil(to) }), from);
+    await loadClip(seq, camera, clip.url, clip.from);
   } catch (error) {
     if (seq === playSeq) showPlayerError(`Cannot play on: ${error.message}`);
   }
@@ -617,7 +637,11 @@ function updateSensorRow(sensor) {
   const row = sensor.row;
   if (!row) return;
   row.querySelector(".value").textContent = valueText(sensor);
-  row.classList.toggle("on", sensor.kind === "binary" && sensor.value === true);
+  // Active sensors and outputs stand out; a camera's states are good news when true.
+  const active = sensor.kind === "binary" && sensor.value === true;
+  const alerting = sensor.role === "sensor" || sensor.role === "output";
+  row.classList.toggle("on", active && alerting);
+  row.classList.toggle("good", active && sensor.role === "camera");
   row.dataset.value = JSON.stringify(sensor.value);
   if (sensor.time_ms) row.dataset.timeMs = String(sensor.time_ms);
   const since = row.querySelector(".since");
