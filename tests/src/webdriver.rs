@@ -214,6 +214,27 @@ impl Browser {
         Ok(())
     }
 
+    /// Finds the element matching `selector` and clicks at `(x, y)` from its centre, finding it
+    /// again if the page replaced it in between (a page that re-renders on its own, as the
+    /// box's timeline does when its listing refreshes).
+    pub fn click_at_selector(&self, selector: &str, x: i64, y: i64) -> anyhow::Result<()> {
+        let mut tries = 0;
+        loop {
+            let element = self.find(selector)?;
+            match self.click_at(&element, x, y) {
+                Err(error) if tries < 3 && error.to_string().contains("stale element") => {
+                    tries += 1;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    /// [`Browser::click_at_selector`] at the centre.
+    pub fn click_selector(&self, selector: &str) -> anyhow::Result<()> {
+        self.click_at_selector(selector, 0, 0)
+    }
+
     /// Types `text` into `element`.
     pub fn type_text(&self, element: &Element, text: &str) -> anyhow::Result<()> {
         self.command(

@@ -214,7 +214,7 @@ fn the_page_logs_in_shows_the_timeline_plays_events_and_moments_and_follows_a_pi
             HANG_GUARD,
         )
         .unwrap();
-    browser.click(&browser.find("#zoom-fit").unwrap()).unwrap();
+    browser.click_selector("#zoom-fit").unwrap();
     let marks = browser
         .wait_for(
             "the fitted view's event marks",
@@ -276,13 +276,12 @@ fn the_page_logs_in_shows_the_timeline_plays_events_and_moments_and_follows_a_pi
     browser
         .click(&browser.find("#speed option[value='4']").unwrap())
         .unwrap();
-    let first_mark = browser
-        .find(&format!(
+    browser
+        .click_selector(&format!(
             ".track[data-camera=\"hall\"] .event[data-event-id=\"{}\"]",
             int(&events[0]["id"])
         ))
         .unwrap();
-    browser.click(&first_mark).unwrap();
     let started = wait_playing(&browser, "hall", 0.5);
     assert_eq!(
         int(&started["seek"]),
@@ -313,7 +312,6 @@ fn the_page_logs_in_shows_the_timeline_plays_events_and_moments_and_follows_a_pi
     browser
         .click(&browser.find("#speed option[value='1']").unwrap())
         .unwrap();
-    let track = browser.find(".track[data-camera=\"front\"]").unwrap();
     let bar = browser
         .execute(
             "const t = document.querySelector('.track[data-camera=\"front\"]').getBoundingClientRect(); \
@@ -331,7 +329,9 @@ fn the_page_logs_in_shows_the_timeline_plays_events_and_moments_and_follows_a_pi
     let clicked_ms = f("from")
         + (f("trackLeft") + f("trackWidth") / 2.0 + offset - f("trackLeft")) / f("trackWidth")
             * (f("to") - f("from"));
-    browser.click_at(&track, offset as i64, 0).unwrap();
+    browser
+        .click_at_selector(".track[data-camera=\"front\"]", offset as i64, 0)
+        .unwrap();
     let moment = wait_playing(&browser, "front", 0.5);
     let ms_per_px = (f("to") - f("from")) / f("trackWidth");
     let seek = moment["seek"].as_f64().unwrap();
@@ -368,10 +368,9 @@ fn the_page_logs_in_shows_the_timeline_plays_events_and_moments_and_follows_a_pi
         .wait_for("the PIR edge on the page", "window.__seen", HANG_GUARD)
         .unwrap();
     let text = browser
-        .text(
-            &browser
-                .find(".sensor[data-name=\"pir-hall\"] .value")
-                .unwrap(),
+        .execute(
+            "return document.querySelector('.sensor[data-name=\"pir-hall\"] .value').textContent;",
+            Vec::new(),
         )
         .unwrap();
     assert_eq!(text, "active");
