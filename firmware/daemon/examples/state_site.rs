@@ -442,7 +442,7 @@ async fn main() -> anyhow::Result<()> {
                             format!("{{\"temperature\":{reading:.1}}}"),
                             "sensor",
                         ),
-                        SensorValue::Complex(_) => continue,
+                        SensorValue::Complex(_) | SensorValue::Unsigned(_) => continue,
                     };
                     let topic = format!("homeassistant/{component}/{}/{name}/state", args.site);
                     second.mqtt_plain_bytes += mqtt_publish_bytes(&topic, &plain);

@@ -7,11 +7,13 @@
 //!
 //! Files: `auth` (the token: config, file or generated; constant-time check), `times` (query
 //! times), `range` (the `Range` header), `moof` (rewriting fragment numbers and times), `clip`
-//! (clip plan and reader), `pieces` (one stored fragment read piecewise and verified), `routes` (handlers and errors).
+//! (clip plan and reader), `pieces` (one stored fragment read piecewise and verified), `outputs`
+//! (switching an output), `routes` (handlers and errors).
 
 pub mod auth;
 pub mod clip;
 pub mod moof;
+pub mod outputs;
 pub mod pieces;
 pub mod range;
 mod routes;
@@ -43,6 +45,12 @@ impl HttpServer {
             listener,
             state: ApiState::new(store, token),
         })
+    }
+
+    /// Lets `POST /api/outputs/{name}` switch outputs through `outputs`.
+    pub fn with_outputs(mut self, outputs: Option<crate::gpio::OutputControl>) -> HttpServer {
+        self.state.outputs = outputs;
+        self
     }
 
     /// The address actually bound.
