@@ -83,7 +83,12 @@ async fn a_bus_change_is_seen_by_nvrctl_watch() {
         let closed = closed.clone();
         move || {
             let mut sink = LineSink::new(lines_tx, closed);
-            watch(&target, WatchOutput::JsonLines, &mut sink, &mut io::sink())
+            watch(
+                &[target],
+                WatchOutput::JsonLines,
+                &mut sink,
+                &mut io::sink(),
+            )
         }
     });
 
@@ -130,7 +135,8 @@ async fn a_bus_change_is_seen_by_nvrctl_watch() {
 /// Connects with nvrctl's client and reads until sensor `id` shows `want`.
 async fn client_sees(addr: SocketAddr, id: SensorId, want: bool) -> StateConnection {
     tokio::task::spawn_blocking(move || {
-        let mut connection = StateConnection::open(&addr.to_string()).expect("connect");
+        let mut connection =
+            StateConnection::open_with_cache(&addr.to_string(), None).expect("connect");
         loop {
             let seen = connection
                 .view()
