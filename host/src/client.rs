@@ -99,6 +99,7 @@ pub struct StateConnection {
     cached: Option<CatalogId>,
     /// The session's catalog was complete and handled (from the cache, or stored in it).
     catalog_settled: bool,
+    bytes_received: u64,
 }
 
 impl StateConnection {
@@ -166,6 +167,7 @@ impl StateConnection {
                         cache: None,
                         cached: None,
                         catalog_settled: false,
+                        bytes_received: 0,
                     });
                 }
                 Err(error) => last_error = error,
@@ -180,6 +182,11 @@ impl StateConnection {
     /// What the box said so far.
     pub fn view(&self) -> &StateView {
         &self.view
+    }
+
+    /// Bytes received from the box in this session.
+    pub fn bytes_received(&self) -> u64 {
+        self.bytes_received
     }
 
     /// Whether the catalog came from the cache (the box did not send it).
@@ -232,6 +239,7 @@ impl StateConnection {
             }
             Err(error) => return Err(ClientError::Read(error)),
         };
+        self.bytes_received += read as u64;
         let chunk = std::mem::take(&mut self.chunk);
         let applied = self.apply_bytes(chunk.get(..read).unwrap_or_default());
         self.chunk = chunk;

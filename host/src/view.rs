@@ -722,4 +722,68 @@ mod tests {
         );
         assert_eq!(view.sensors[&0].value, None);
     }
+
+    #[test]
+    fn a_newer_protocol_version_is_refused_and_says_both_versions() {
+        let bytes = wire(&[Frame {
+            seq: 0,
+            body: Body::Hello(Hello {
+                version: PROTOCOL_VERSION + 1,
+                box_name: "future",
+                catalog: None,
+            }),
+        }]);
+        let mut view = StateView::default();
+        let mut results = decode_all(&bytes, &mut view);
+        let error = results.remove(0).unwrap_err();
+        assert_eq!(
+            error,
+            ViewError::Version {
+                theirs: PROTOCOL_VERSION + 1
+            }
+        );
+        let text = error.to_string();
+        assert!(
+            text.contains(&format!("version {}", PROTOCOL_VERSION + 1)),
+            "{text}"
+        );
+        assert!(text.contains(&format!("1 to {PROTOCOL_VERSION}")), "{text}");
+    }
+
+    #[test]
+    fn a_pack_that_is_not_the_announced_catalog_is_refused() {
+        let entries = [CatalogEntry {
+            id: SensorId(0),
+            name: "pir",
+            kind: Kind::Binary,
+            role: Role::Sensor,
+        }];
+        let pack = edgenvr_proto::pack::encode_catalog_pack(0, &entries);
+        let bytes = wire(&[
+            Frame {
+                seq: 0,
+                body: Body::Hello(Hello {
+                    version: PROTOCOL_VERSION,
+                    box_name: "b",
+                    catalog: Some(CatalogId {
+                        entries: 1,
+                        hash: 42,
+                    }),
+                }),
+            },
+            Frame {
+                seq: 1,
+                body: Body::CatalogPack(edgenvr_proto::CatalogPackPart {
+                    last_part: true,
+                    bytes: &pack,
+                }),
+            },
+        ]);
+        let mut view = StateView::default();
+        let results = decode_all(&bytes, &mut view);
+        assert_eq!(
+            results[1],
+            Err(ViewError::CatalogMismatch("its hash differs"))
+        );
+    }
 }
