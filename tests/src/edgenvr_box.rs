@@ -58,3 +58,37 @@ pub fn sim_set(config: &Path, sensor: &str, level: &str) -> anyhow::Result<()> {
     anyhow::ensure!(status.success(), "sim set {level}: {out}{err}");
     Ok(())
 }
+
+/// `edgenvr sim get NAME --config CONFIG`: the raw level (`high`/`low`) of a simulated sensor or
+/// output of the running box.
+pub fn sim_get(config: &Path, name: &str) -> anyhow::Result<String> {
+    let config_arg = config.to_str().context("config path is not UTF-8")?;
+    let (status, out, err) = run(
+        &bins::edgenvr(),
+        &["sim", "get", name, "--config", config_arg],
+    )?;
+    anyhow::ensure!(status.success(), "sim get {name}: {out}{err}");
+    Ok(out.trim().to_owned())
+}
+
+/// Polls `sim get NAME` until it reads `level`; an error after `timeout` (a hang guard).
+pub fn wait_for_level(
+    config: &Path,
+    name: &str,
+    level: &str,
+    timeout: std::time::Duration,
+) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let now = sim_get(config, name)?;
+        if now == level {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "{name} stayed {now}, never {level}"
+        );
+        // The control socket answers in microseconds; 20 ms between polls keeps the CPU free.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

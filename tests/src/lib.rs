@@ -1,6 +1,6 @@
 //! Shared harness for edgenvr's end-to-end tests: locating the built binaries and driving the
-//! `edgenvr` CLI (`edgenvr_box`, `process`), starting real servers (gst-rtsp-server, mosquitto)
-//! on free ports, encoding test media with ffmpeg (`clips`, `h26x`, `aac`, `gops`), setting up
+//! `edgenvr` CLI (`edgenvr_box`, `process`) and `nvrctl watch` (`watcher`), starting real
+//! servers (gst-rtsp-server, mosquitto and its clients) on free ports, encoding test media with ffmpeg (`clips`, `h26x`, `aac`, `gops`), setting up
 //! stores (`test_store`), and checking what was written with ffprobe (`ffprobe`, `recording`).
 
 pub mod aac;
@@ -16,3 +16,4 @@ pub mod process;
 pub mod recording;
 pub mod rtsp_server;
 pub mod test_store;
+pub mod watcher;
