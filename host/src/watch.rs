@@ -182,6 +182,7 @@ enum Message {
     /// The link changed; the status line to print.
     Link {
         target: usize,
+        box_name: Option<String>,
         link: Link,
         status: String,
     },
@@ -205,22 +206,25 @@ pub fn watch(
     drop(sender);
     let mut links: Vec<Link> = vec![Link::Connecting; targets.len()];
     let mut views: Vec<Option<StateView>> = vec![None; targets.len()];
+    // The last box name each target's hello gave, for its link lines.
+    let mut names: Vec<Option<String>> = vec![None; targets.len()];
     for message in messages {
         let text = match message {
             Message::Lines { text, .. } => text,
             Message::Link {
                 target,
+                box_name,
                 link,
                 status: line,
             } => {
                 let _ = writeln!(status, "{line}");
-                let box_name = views
-                    .get(target)
-                    .and_then(|v| v.as_ref())
-                    .and_then(|v| v.box_name.clone());
                 if let Some(slot) = links.get_mut(target) {
                     *slot = link.clone();
                 }
+                if let (Some(slot), Some(name)) = (names.get_mut(target), box_name) {
+                    *slot = Some(name);
+                }
+                let box_name = names.get(target).cloned().flatten();
                 match output {
                     WatchOutput::JsonLines => {
                         let name = targets.get(target).map_or("", String::as_str);
@@ -264,6 +268,7 @@ fn render_all(targets: &[String], links: &[Link], views: &[Option<StateView>]) -
 fn follow_target(index: usize, target: &str, output: WatchOutput, sender: &mpsc::Sender<Message>) {
     let link = |link: Link, status: String| Message::Link {
         target: index,
+        box_name: None,
         link,
         status,
     };
@@ -343,6 +348,7 @@ fn follow(
             );
             let message = Message::Link {
                 target: index,
+                box_name: view.box_name.clone(),
                 link: Link::Connected,
                 status: line,
             };
