@@ -14,7 +14,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use edgenvr_proto::pack::{decode_catalog_pack, encode_catalog_pack};
-use edgenvr_proto::{CatalogEntry, CatalogHasher, CatalogId};
+use edgenvr_proto::{CatalogEntry, CatalogHasher, CatalogId, Kind};
 
 use crate::view::{StateView, MAX_CATALOG_BYTES};
 
@@ -64,23 +64,62 @@ impl CatalogCache {
             .join(format!("{:016x}-{}.pack", id.hash, id.entries))
     }
 
-    /// The catalog last seen at `target` and its entries, if both are in the cache and check
-    /// out: the entries are given to `entry` in order.
-    pub fn load(&self, target: &str, entry: impl FnMut(CatalogEntry<'_>)) -> Option<CatalogId> {
+    /// The id of the catalog last seen at `target`, if the cache has one (a small file read:
+    /// cheap enough to do before a hello).
+    pub fn known(&self, target: &str) -> Option<CatalogId> {
         let text = std::fs::read_to_string(self.target_file(target)).ok()?;
         let mut words = text.split_whitespace();
         let entries: u32 = words.next()?.parse().ok()?;
         let hash = u64::from_str_radix(words.next()?, 16).ok()?;
         let id = CatalogId { entries, hash };
-        let pack = std::fs::read(self.catalog_file(id)).ok()?;
-        // Decoded twice: once to check the hash, then for the caller, so a damaged file gives
-        // the caller nothing rather than half a catalog.
+        self.catalog_file(id).exists().then_some(id)
+    }
+
+    /// Forgets what was last seen at `target` (its catalog file turned out unusable).
+    pub fn forget(&self, target: &str) {
+        let _ = std::fs::remove_file(self.target_file(target));
+    }
+
+    /// The entries of catalog `id` into `view`, if the cache holds it intact (decoded and its
+    /// hash checked before anything is added, so a damaged file adds nothing).
+    pub fn load_into(&self, id: CatalogId, view: &mut StateView) -> bool {
+        let Ok(pack) = std::fs::read(self.catalog_file(id)) else {
+            return false;
+        };
         let mut hasher = CatalogHasher::new();
-        let base = decode_catalog_pack(&pack, MAX_CATALOG_BYTES, |e| hasher.add(&e)).ok()?;
-        if base != 0 || hasher.finish() != id {
+        let mut entries = Vec::new();
+        let decoded = decode_catalog_pack(&pack, MAX_CATALOG_BYTES, |entry| {
+            hasher.add(&entry);
+            entries.push((
+                entry.id,
+                entry.name.to_owned(),
+                owned(&entry.kind),
+                entry.role,
+            ));
+        });
+        if decoded != Ok(0) || hasher.finish() != id {
+            return false;
+        }
+        for (id, name, kind, role) in &entries {
+            view.add_entry(&CatalogEntry {
+                id: *id,
+                name,
+                kind: kind.as_kind(),
+                role: *role,
+            });
+        }
+        true
+    }
+
+    /// The catalog last seen at `target` and its entries, if both are in the cache and check
+    /// out: the entries are given to `entry` in order.
+    pub fn load(&self, target: &str, mut entry: impl FnMut(CatalogEntry<'_>)) -> Option<CatalogId> {
+        let id = self.known(target)?;
+        let mut view = StateView::default();
+        if !self.load_into(id, &mut view) {
             return None;
         }
-        decode_catalog_pack(&pack, MAX_CATALOG_BYTES, entry).ok()?;
+        view.catalog_entries().for_each(|e| entry(e));
         Some(id)
     }
 
@@ -99,6 +138,34 @@ impl CatalogCache {
             format!("{} {:016x}\n", id.entries, id.hash).as_bytes(),
         )?;
         Ok(id)
+    }
+}
+
+/// A catalog entry's kind, owned for a moment.
+enum OwnedKind {
+    Binary,
+    Scalar(String),
+    Complex,
+    Unsigned(String),
+}
+
+impl OwnedKind {
+    fn as_kind(&self) -> Kind<'_> {
+        match self {
+            OwnedKind::Binary => Kind::Binary,
+            OwnedKind::Scalar(unit) => Kind::Scalar { unit },
+            OwnedKind::Complex => Kind::Complex,
+            OwnedKind::Unsigned(unit) => Kind::Unsigned { unit },
+        }
+    }
+}
+
+fn owned(kind: &Kind<'_>) -> OwnedKind {
+    match kind {
+        Kind::Binary => OwnedKind::Binary,
+        Kind::Scalar { unit } => OwnedKind::Scalar((*unit).to_owned()),
+        Kind::Complex => OwnedKind::Complex,
+        Kind::Unsigned { unit } => OwnedKind::Unsigned((*unit).to_owned()),
     }
 }
 

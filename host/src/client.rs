@@ -114,17 +114,11 @@ impl StateConnection {
         cache: Option<CatalogCache>,
     ) -> Result<StateConnection, ClientError> {
         let mut connection = Self::connect(target)?;
-        let mut view = StateView::default();
-        connection.cached = cache
-            .as_ref()
-            .and_then(|cache| cache.load(target, |entry| view.add_entry(&entry)));
-        if connection.cached.is_none() {
-            view = StateView::default();
-        }
-        connection.view = view;
+        // Only the id before the hello (a small file): the box waits for the hello to decide
+        // what of the catalog to send, and loading a large catalog takes a while.
+        connection.cached = cache.as_ref().and_then(|cache| cache.known(target));
         connection.cache = cache;
-        // Our hello, at once: the box waits for it before deciding what of the catalog to send.
-        // A version 1 box reads and drops it.
+        // Our hello, at once. A version 1 box reads and drops it.
         let hello = Frame {
             seq: 0,
             body: Body::Hello(Hello {
@@ -139,6 +133,14 @@ impl StateConnection {
                 .stream
                 .write_all(bytes)
                 .map_err(ClientError::Read)?;
+        }
+        if let (Some(id), Some(cache)) = (connection.cached, connection.cache.clone()) {
+            if !cache.load_into(id, &mut connection.view) {
+                // The box now thinks we have a catalog we cannot read: start over without it.
+                cache.forget(target);
+                drop(connection);
+                return Self::open_with_cache(target, Some(cache));
+            }
         }
         Ok(connection)
     }
