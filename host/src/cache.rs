@@ -119,7 +119,7 @@ impl CatalogCache {
         if !self.load_into(id, &mut view) {
             return None;
         }
-        view.catalog_entries().for_each(|e| entry(e));
+        view.catalog_entries().for_each(&mut entry);
         Some(id)
     }
 
