@@ -13,8 +13,9 @@
 #   EDGES            PIR edges per latency run (default 100)
 #
 # Latency source: when `edgenvr check-config` accepts a config with `[state] listen` and a
-# `backend = "sim"` PIR, a real box (`edgenvr run`) is started and driven with
-# `edgenvr sim set`; otherwise the edges are set on the load generator's own bus through its
+# `backend = "sim"` PIR, a real box (`edgenvr run`) is started and driven through its control
+# socket (`set NAME high|low`, what `edgenvr sim set` sends; on the idle box also with the
+# `edgenvr sim set` command itself, as version 1 of this benchmark did); otherwise the edges are set on the load generator's own bus through its
 # --trigger-stdin (an in-process edge) and the script says so.
 #
 # The MQTT cost is computed per change (PUBLISH packet formula, see state_site.rs) and, on the
@@ -180,7 +181,7 @@ run_link() {
         pids+=("$!")
         local box_port
         box_port=$(state_port_of "$dir/box.log")
-        latency_args=(--sensor pir-bench --trigger sim --edgenvr "$edgenvr" --config "$dir/config.toml"
+        latency_args=(--sensor pir-bench --trigger socket --socket "$dir/control.sock"
             -- "${wrap[@]}" "$nvrctl" watch --json "$connect:$box_port")
     else
         latency_args=(--sensor bench_pir --trigger fifo --fifo "$dir/trigger"
@@ -267,9 +268,14 @@ run_quiet() {
     pids+=("$box_pid")
     local box_port
     box_port=$(state_port_of "$dir/box.log")
+    # The edge as the box sees it (a control-socket `set`, what `edgenvr sim set` sends), then as
+    # version 1 of this benchmark timed it (the `edgenvr sim set` process start included).
+    XDG_CACHE_HOME="$dir" python3 scripts/bench_state_latency.py --edges "$edges" --sensor pir-bench \
+        --trigger socket --socket "$dir/control.sock" \
+        -- "$nvrctl" watch --json "127.0.0.1:$box_port" >"$dir/latency.json"
     XDG_CACHE_HOME="$dir" python3 scripts/bench_state_latency.py --edges "$edges" --sensor pir-bench \
         --trigger sim --edgenvr "$edgenvr" --config "$dir/config.toml" \
-        -- "$nvrctl" watch --json "127.0.0.1:$box_port" >"$dir/latency.json"
+        -- "$nvrctl" watch --json "127.0.0.1:$box_port" >"$dir/latency-sim.json"
     kill "$box_pid"
     wait "$box_pid" || true
 }
@@ -377,7 +383,7 @@ print(f"the link itself (tc qdisc counters, box → upstream, every connection, 
       f"included): {link_rate:,.0f} B/s in {(p1 - p0) / (t1 - t0):.1f} packets/s, {int(d1 - d0)} dropped "
       f"({100 * link_rate / link:.1f} % of the link)")
 print()
-what = ("real box: `edgenvr sim set` → sim PIR → `edgenvr run` state port → `nvrctl watch --json`"
+what = ("real box: a control-socket `set` → sim PIR → `edgenvr run` state port → `nvrctl watch --json`"
         if source == "box" else
         "in-process edge on the load generator's bus (--trigger-stdin) → its state port → `nvrctl watch --json`")
 print(f"latency ({what}), {edges} edges:")
@@ -387,8 +393,11 @@ quiet = None
 if source == "box":
     with open(f"{work}/quiet/latency.json") as f:
         quiet = json.loads(f.read().strip().splitlines()[-1])
-    results["quiet"] = {"latency": quiet}
+    with open(f"{work}/quiet/latency-sim.json") as f:
+        quiet_sim = json.loads(f.read().strip().splitlines()[-1])
+    results["quiet"] = {"latency": quiet, "latency_sim": quiet_sim}
     print(f"| loopback, idle box, nothing else running | {quiet['p50_ms']} | {quiet['p99_ms']} | {quiet['max_ms']} | {quiet['lost']} |")
+    print(f"| the same, timed from `edgenvr sim set`'s start (version 1's method) | {quiet_sim['p50_ms']} | {quiet_sim['p99_ms']} | {quiet_sim['max_ms']} | {quiet_sim['lost']} |")
 for run, label in (("loopback", "loopback, the site's load on the same machine"), ("tbf", "256 kbit/s tbf, with the site's load")):
     l = results[run]["latency"]
     print(f"| {label} | {l['p50_ms']} | {l['p99_ms']} | {l['max_ms']} | {l['lost']} |")

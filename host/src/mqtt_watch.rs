@@ -10,7 +10,7 @@
 //! kept and applied once the catalog is there. Blocking I/O on the calling thread.
 
 use std::collections::BTreeMap;
-use std::io::{self, Write};
+use std::io::Write;
 use std::time::Duration;
 
 use edgenvr_proto::{Feed, FrameDecoder, FrameError};
@@ -18,7 +18,7 @@ use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
 use serde_json::json;
 
 use crate::view::{StateView, Update, ViewError};
-use crate::watch::{render_named_boxes, WatchError, WatchOutput};
+use crate::watch::{emit, render_named_boxes, WatchError, WatchOutput};
 
 /// The broker port when the URL has none.
 const DEFAULT_MQTT_PORT: u16 = 1883;
@@ -140,13 +140,8 @@ pub fn watch_mqtt(
             ),
             _ => text,
         };
-        if text.is_empty() {
-            continue;
-        }
-        match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-            Ok(()) => {}
-            Err(error) if error.kind() == io::ErrorKind::BrokenPipe => return Ok(()),
-            Err(error) => return Err(WatchError::Output(error)),
+        if !emit(out, &text)? {
+            return Ok(());
         }
     }
     Ok(())

@@ -240,16 +240,24 @@ pub fn watch(
                 render_all(targets, &links, &views)
             }
         };
-        if text.is_empty() {
-            continue;
-        }
-        match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-            Ok(()) => {}
-            Err(error) if error.kind() == io::ErrorKind::BrokenPipe => return Ok(()),
-            Err(error) => return Err(WatchError::Output(error)),
+        if !emit(out, &text)? {
+            return Ok(());
         }
     }
     Ok(())
+}
+
+/// Writes `text` (nothing when empty); `Ok(false)` when the reader has gone (a closed pipe,
+/// which ends a watch successfully).
+pub(crate) fn emit(out: &mut dyn Write, text: &str) -> Result<bool, WatchError> {
+    if text.is_empty() {
+        return Ok(true);
+    }
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Ok(true),
+        Err(error) if error.kind() == io::ErrorKind::BrokenPipe => Ok(false),
+        Err(error) => Err(WatchError::Output(error)),
+    }
 }
 
 fn render_all(targets: &[String], links: &[Link], views: &[Option<StateView>]) -> String {

@@ -92,3 +92,37 @@ pub fn wait_for_level(
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// A box's working directory: an initialised store and a config file, for `edgenvr run`.
+pub struct BoxDir {
+    /// The directory (removed on drop).
+    pub dir: tempfile::TempDir,
+    /// The config file.
+    pub config: std::path::PathBuf,
+    /// The store directory.
+    pub store: std::path::PathBuf,
+}
+
+impl BoxDir {
+    /// A store made with `store init` and `store_args` (e.g. `["--size", "1MiB", "--slots",
+    /// "4"]`), and a config of `[box] name`, `[storage] dir` plus `storage_keys` (lines), a
+    /// `[control] socket` in the directory, then `sections` (TOML) as given.
+    pub fn new(name: &str, store_args: &[&str], storage_keys: &str, sections: &str) -> BoxDir {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let store = dir.path().join("store");
+        init_store(&store, store_args).expect("store init");
+        let config = dir.path().join("config.toml");
+        let text = format!(
+            "[box]\nname = \"{name}\"\n[storage]\ndir = \"{}\"\n{storage_keys}\n[control]\nsocket = \"{}\"\n{sections}\n",
+            store.display(),
+            dir.path().join("control.sock").display()
+        );
+        std::fs::write(&config, text).expect("write the config");
+        BoxDir { dir, config, store }
+    }
+
+    /// A small store (1 MiB, 4 slots) and the config: enough for a box without cameras.
+    pub fn small(name: &str, sections: &str) -> BoxDir {
+        Self::new(name, &["--size", "1MiB", "--slots", "4"], "", sections)
+    }
+}

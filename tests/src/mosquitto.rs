@@ -103,17 +103,8 @@ impl Subscriber {
         timeout: Duration,
         wanted: impl Fn(&str) -> bool,
     ) -> anyhow::Result<String> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = self
-                .lines
-                .recv_timeout(left)
-                .map_err(|_| anyhow::anyhow!("no matching MQTT message within {timeout:?}"))?;
-            if wanted(&line) {
-                return Ok(line);
-            }
-        }
+        crate::watcher::recv_matching(&self.lines, timeout, |line| wanted(line))
+            .ok_or_else(|| anyhow::anyhow!("no matching MQTT message within {timeout:?}"))
     }
 }
 

@@ -54,17 +54,8 @@ impl Watcher {
         timeout: Duration,
         wanted: impl Fn(&serde_json::Value) -> bool,
     ) -> serde_json::Value {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = self
-                .lines
-                .recv_timeout(left)
-                .unwrap_or_else(|_| panic!("nvrctl never showed the line awaited"));
-            if wanted(&line) {
-                return line;
-            }
-        }
+        recv_matching(&self.lines, timeout, wanted)
+            .unwrap_or_else(|| panic!("nvrctl never showed the line awaited"))
     }
 
     /// Waits for an update of `sensor` to `value` (from any box).
@@ -72,6 +63,23 @@ impl Watcher {
         self.wait_for_line(timeout, |line| {
             line["sensor"] == sensor && line["value"] == value
         });
+    }
+}
+
+/// The next item from `items` satisfying `wanted` (earlier ones are dropped), or `None` when
+/// none comes within `timeout` (a hang guard, not a timing assertion).
+pub fn recv_matching<T>(
+    items: &mpsc::Receiver<T>,
+    timeout: Duration,
+    wanted: impl Fn(&T) -> bool,
+) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let item = items.recv_timeout(left).ok()?;
+        if wanted(&item) {
+            return Some(item);
+        }
     }
 }
 

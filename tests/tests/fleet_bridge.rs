@@ -6,12 +6,12 @@
 //! own counters (`tc -s qdisc`, Ethernet/IP/TCP headers included) give the bytes the bridge
 //! sends upstream per change. Needs root (network namespaces), as CI runs.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use edgenvr_tests::bins;
-use edgenvr_tests::edgenvr_box::{init_store, sim_set};
+use edgenvr_tests::edgenvr_box::{sim_set, BoxDir};
 use edgenvr_tests::process::Process;
 use edgenvr_tests::watcher::Watcher;
 
@@ -213,34 +213,21 @@ fn site_broker(work: &Path, site: &SiteNet, name: &str, office_port: u16) -> Pro
 }
 
 struct FleetBox {
-    config: PathBuf,
+    dir: BoxDir,
     _process: Process,
 }
 
-fn start_box(work: &Path, site: &SiteNet, name: &str) -> FleetBox {
-    let dir = work.join(name);
-    std::fs::create_dir_all(&dir).unwrap();
-    let store = dir.join("store");
-    init_store(&store, &["--size", "1MiB", "--slots", "4"]).unwrap();
-    let config = dir.join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[box]\nname = \"{name}\"\n[storage]\ndir = \"{}\"\n[mqtt]\nurl = \"mqtt://127.0.0.1:1883\"\n\
-             [control]\nsocket = \"{}\"\n[[sensor]]\nname = \"pir\"\nkind = \"pir\"\nbackend = \"sim\"\n\
-             debounce = \"1ms\"\n",
-            store.display(),
-            dir.join("control.sock").display()
-        ),
-    )
-    .unwrap();
-    let process = site.spawn(
-        &bins::edgenvr(),
-        &["run", "--config", config.to_str().unwrap()],
+fn start_box(site: &SiteNet, name: &str) -> FleetBox {
+    let dir = BoxDir::small(
+        name,
+        "[mqtt]\nurl = \"mqtt://127.0.0.1:1883\"\n\
+         [[sensor]]\nname = \"pir\"\nkind = \"pir\"\nbackend = \"sim\"\ndebounce = \"1ms\"\n",
     );
+    let config = dir.config.to_str().unwrap();
+    let process = site.spawn(&bins::edgenvr(), &["run", "--config", config]);
     process.wait_for_line("mqtt connected", HANG_GUARD).unwrap();
     FleetBox {
-        config,
+        dir,
         _process: process,
     }
 }
@@ -261,7 +248,7 @@ fn the_office_sees_every_box_of_two_bridged_sites_through_a_256_kbit_link() {
         brokers.push(site_broker(work.path(), site, name, office_port));
         for n in 1..=2 {
             let box_name = format!("{name}-{n}");
-            boxes.push((box_name.clone(), start_box(work.path(), site, &box_name)));
+            boxes.push((box_name.clone(), start_box(site, &box_name)));
         }
     }
 
@@ -285,7 +272,7 @@ fn the_office_sees_every_box_of_two_bridged_sites_through_a_256_kbit_link() {
     }
     // Every box's PIR edge, live.
     for (name, fleet_box) in &boxes {
-        sim_set(&fleet_box.config, "pir", "high").unwrap();
+        sim_set(&fleet_box.dir.config, "pir", "high").unwrap();
         watch.wait_for_line(HANG_GUARD, |l| {
             l["event"] == "change"
                 && l["box"] == name.as_str()
@@ -308,7 +295,7 @@ fn the_office_sees_every_box_of_two_bridged_sites_through_a_256_kbit_link() {
     let started = Instant::now();
     for n in 0..MEASURED_EDGES {
         let level = if n % 2 == 0 { "low" } else { "high" };
-        sim_set(&fleet_box.config, "pir", level).unwrap();
+        sim_set(&fleet_box.dir.config, "pir", level).unwrap();
         watch.wait_for_line(HANG_GUARD, |l| {
             l["event"] == "change"
                 && l["box"] == name.as_str()

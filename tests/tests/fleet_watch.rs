@@ -6,7 +6,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use edgenvr_tests::bins;
-use edgenvr_tests::edgenvr_box::{init_store, sim_set, spawn_run};
+use edgenvr_tests::edgenvr_box::{sim_set, spawn_run, BoxDir};
 use edgenvr_tests::process::Process;
 use edgenvr_tests::watcher::Watcher;
 
@@ -14,34 +14,24 @@ use edgenvr_tests::watcher::Watcher;
 const HANG_GUARD: Duration = Duration::from_secs(30);
 
 struct SmallBox {
-    _work: tempfile::TempDir,
-    config: std::path::PathBuf,
+    dir: BoxDir,
     process: Process,
     state: String,
 }
 
 fn start_box(name: &str) -> SmallBox {
-    let work = tempfile::tempdir().unwrap();
-    let store = work.path().join("store");
-    init_store(&store, &["--size", "1MiB", "--slots", "4"]).unwrap();
-    let config = work.path().join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[box]\nname = \"{name}\"\n[storage]\ndir = \"{}\"\n[state]\nlisten = \"127.0.0.1:0\"\n\
-             [control]\nsocket = \"{}\"\n[[sensor]]\nname = \"pir-{name}\"\nkind = \"pir\"\n\
-             backend = \"sim\"\ndebounce = \"1ms\"\n",
-            store.display(),
-            work.path().join("control.sock").display()
+    let dir = BoxDir::small(
+        name,
+        &format!(
+            "[state]\nlisten = \"127.0.0.1:0\"\n[[sensor]]\nname = \"pir-{name}\"\nkind = \"pir\"\n\
+             backend = \"sim\"\ndebounce = \"1ms\"\n"
         ),
-    )
-    .unwrap();
-    let process = spawn_run(&config).unwrap();
+    );
+    let process = spawn_run(&dir.config).unwrap();
     let state = process.wait_for_listener("state", HANG_GUARD).unwrap();
     process.wait_for_listener("control", HANG_GUARD).unwrap();
     SmallBox {
-        _work: work,
-        config,
+        dir,
         process,
         state,
     }
@@ -59,7 +49,7 @@ fn watch_shows_two_boxes_grouped_with_their_links_and_survives_one_going_away() 
                 && l["box"] == name
         });
     }
-    sim_set(&shed.config, "pir-shed", "high").unwrap();
+    sim_set(&shed.dir.config, "pir-shed", "high").unwrap();
     let line = watch.wait_for_line(HANG_GUARD, |l| {
         l["event"] == "change" && l["sensor"] == "pir-shed"
     });
@@ -67,7 +57,7 @@ fn watch_shows_two_boxes_grouped_with_their_links_and_survives_one_going_away() 
         (&line["box"], &line["value"]),
         (&"shed".into(), &true.into())
     );
-    sim_set(&house.config, "pir-house", "high").unwrap();
+    sim_set(&house.dir.config, "pir-house", "high").unwrap();
     let line = watch.wait_for_line(HANG_GUARD, |l| {
         l["event"] == "change" && l["sensor"] == "pir-house"
     });
@@ -80,7 +70,7 @@ fn watch_shows_two_boxes_grouped_with_their_links_and_survives_one_going_away() 
     watch.wait_for_line(HANG_GUARD, |l| {
         l["event"] == "link" && l["status"] == "lost" && l["target"] == shed.state.as_str()
     });
-    sim_set(&house.config, "pir-house", "low").unwrap();
+    sim_set(&house.dir.config, "pir-house", "low").unwrap();
     watch.wait_for_line(HANG_GUARD, |l| {
         l["sensor"] == "pir-house" && l["value"] == false
     });

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use edgenvr_tests::bins;
-use edgenvr_tests::edgenvr_box::{init_store, sim_set, spawn_run, wait_for_level};
+use edgenvr_tests::edgenvr_box::{sim_set, spawn_run, wait_for_level, BoxDir};
 use edgenvr_tests::mosquitto::{publish, Broker, Subscriber};
 use edgenvr_tests::watcher::Watcher;
 
@@ -17,26 +17,17 @@ const HANG_GUARD: Duration = Duration::from_secs(30);
 const TOKEN: &str = "a-test-token-of-enough-length";
 
 struct TestBox {
-    _work: tempfile::TempDir,
-    config: std::path::PathBuf,
+    dir: BoxDir,
     process: edgenvr_tests::process::Process,
     state: String,
     http: String,
 }
 
 fn start_box(broker: &Broker) -> TestBox {
-    let work = tempfile::tempdir().unwrap();
-    let store = work.path().join("store");
-    init_store(&store, &["--size", "1MiB", "--slots", "4"]).unwrap();
-    let config = work.path().join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
+    let dir = BoxDir::small(
+        "garage",
+        &format!(
             r#"
-[box]
-name = "garage"
-[storage]
-dir = "{store}"
 [[camera]]
 name = "front"
 url = "rtsp://127.0.0.1:1/nothing-listens-here"
@@ -48,8 +39,6 @@ home_assistant = true
 [http]
 listen = "127.0.0.1:0"
 token = "{TOKEN}"
-[control]
-socket = "{socket}"
 [[sensor]]
 name = "pir-hall"
 kind = "pir"
@@ -63,19 +52,15 @@ when = "pir-hall"
 then = "light"
 for = "0s"
 "#,
-            store = store.display(),
             port = broker.port(),
-            socket = work.path().join("control.sock").display(),
         ),
-    )
-    .unwrap();
-    let process = spawn_run(&config).unwrap();
+    );
+    let process = spawn_run(&dir.config).unwrap();
     let state = process.wait_for_listener("state", HANG_GUARD).unwrap();
     let http = process.wait_for_listener("http", HANG_GUARD).unwrap();
     process.wait_for_listener("control", HANG_GUARD).unwrap();
     TestBox {
-        _work: work,
-        config,
+        dir,
         process,
         state,
         http,
@@ -166,23 +151,23 @@ fn home_assistant_discovers_the_box_sees_a_pir_edge_and_switches_the_light() {
     status.wait_for(HANG_GUARD, |l| l == "1 online").unwrap();
 
     // A PIR edge reaches the entity's state topic.
-    sim_set(&the_box.config, "pir-hall", "high").unwrap();
+    sim_set(&the_box.dir.config, "pir-hall", "high").unwrap();
     states
         .wait_for(HANG_GUARD, |l| l == "edgenvr/garage/ha/pir-hall ON")
         .unwrap();
-    sim_set(&the_box.config, "pir-hall", "low").unwrap();
+    sim_set(&the_box.dir.config, "pir-hall", "low").unwrap();
     states
         .wait_for(HANG_GUARD, |l| l == "edgenvr/garage/ha/pir-hall OFF")
         .unwrap();
 
     // Home Assistant's switch: a command on the command topic switches the sim output.
     publish(broker.port(), "edgenvr/garage/output/light/set", "ON").unwrap();
-    wait_for_level(&the_box.config, "light", "high", HANG_GUARD).unwrap();
+    wait_for_level(&the_box.dir.config, "light", "high", HANG_GUARD).unwrap();
     states
         .wait_for(HANG_GUARD, |l| l == "edgenvr/garage/ha/light ON")
         .unwrap();
     publish(broker.port(), "edgenvr/garage/output/light/set", "OFF").unwrap();
-    wait_for_level(&the_box.config, "light", "low", HANG_GUARD).unwrap();
+    wait_for_level(&the_box.dir.config, "light", "low", HANG_GUARD).unwrap();
 
     // A clean shutdown says offline, as the last will would.
     let mut process = the_box.process;
@@ -205,34 +190,34 @@ fn nvrctl_set_switches_an_output_and_the_rule_timer_interacts_as_documented() {
     // `on` holds: the rule (whose sensor is quiet) does not switch it off.
     let said = nvrctl_set(&the_box.http, &["on"]);
     assert_eq!(said.trim(), "light is on");
-    wait_for_level(&the_box.config, "light", "high", HANG_GUARD).unwrap();
+    wait_for_level(&the_box.dir.config, "light", "high", HANG_GUARD).unwrap();
     watch.wait_for(HANG_GUARD, "light", true.into());
-    sim_set(&the_box.config, "pir-hall", "high").unwrap();
-    sim_set(&the_box.config, "pir-hall", "low").unwrap();
+    sim_set(&the_box.dir.config, "pir-hall", "high").unwrap();
+    sim_set(&the_box.dir.config, "pir-hall", "low").unwrap();
     watch.wait_for(HANG_GUARD, "pir-hall", false.into());
     assert_eq!(
-        edgenvr_tests::edgenvr_box::sim_get(&the_box.config, "light").unwrap(),
+        edgenvr_tests::edgenvr_box::sim_get(&the_box.dir.config, "light").unwrap(),
         "high"
     );
 
     // `off` switches off although the PIR is triggered, until it triggers anew.
-    sim_set(&the_box.config, "pir-hall", "high").unwrap();
+    sim_set(&the_box.dir.config, "pir-hall", "high").unwrap();
     watch.wait_for(HANG_GUARD, "pir-hall", true.into());
     nvrctl_set(&the_box.http, &["off"]);
-    wait_for_level(&the_box.config, "light", "low", HANG_GUARD).unwrap();
+    wait_for_level(&the_box.dir.config, "light", "low", HANG_GUARD).unwrap();
     watch.wait_for(HANG_GUARD, "light", false.into());
-    sim_set(&the_box.config, "pir-hall", "low").unwrap();
+    sim_set(&the_box.dir.config, "pir-hall", "low").unwrap();
     watch.wait_for(HANG_GUARD, "pir-hall", false.into());
-    sim_set(&the_box.config, "pir-hall", "high").unwrap();
-    wait_for_level(&the_box.config, "light", "high", HANG_GUARD).unwrap();
-    sim_set(&the_box.config, "pir-hall", "low").unwrap();
-    wait_for_level(&the_box.config, "light", "low", HANG_GUARD).unwrap();
+    sim_set(&the_box.dir.config, "pir-hall", "high").unwrap();
+    wait_for_level(&the_box.dir.config, "light", "high", HANG_GUARD).unwrap();
+    sim_set(&the_box.dir.config, "pir-hall", "low").unwrap();
+    wait_for_level(&the_box.dir.config, "light", "low", HANG_GUARD).unwrap();
 
     // `on --for`: on, and after the time the rule decides again (its sensor is quiet: off).
     let said = nvrctl_set(&the_box.http, &["on", "--for", "1s"]);
     assert!(said.starts_with("light is on until 20"), "{said}");
-    wait_for_level(&the_box.config, "light", "high", HANG_GUARD).unwrap();
-    wait_for_level(&the_box.config, "light", "low", HANG_GUARD).unwrap();
+    wait_for_level(&the_box.dir.config, "light", "high", HANG_GUARD).unwrap();
+    wait_for_level(&the_box.dir.config, "light", "low", HANG_GUARD).unwrap();
 
     // A name the box does not have is refused with the box's reason.
     let refused = std::process::Command::new(bins::nvrctl())
@@ -261,7 +246,7 @@ fn nvrctl_set_switches_an_output_and_the_rule_timer_interacts_as_documented() {
         .unwrap();
     assert!(!unauthorised.status.success());
     assert_eq!(
-        edgenvr_tests::edgenvr_box::sim_get(&the_box.config, "light").unwrap(),
+        edgenvr_tests::edgenvr_box::sim_get(&the_box.dir.config, "light").unwrap(),
         "low"
     );
 }

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use edgenvr_tests::bins;
-use edgenvr_tests::edgenvr_box::{init_store, sim_set};
+use edgenvr_tests::edgenvr_box::{sim_set, BoxDir};
 use edgenvr_tests::process::{run, Process};
 use edgenvr_tests::watcher::Watcher;
 
@@ -68,9 +68,8 @@ fn rss_kib(pid: u32) -> u64 {
 }
 
 struct Site {
-    work: tempfile::TempDir,
+    dir: BoxDir,
     _camera: Process,
-    config: std::path::PathBuf,
 }
 
 impl Site {
@@ -84,37 +83,30 @@ impl Site {
         )
         .unwrap();
         let rtsp = camera.wait_for_listener("rtsp", HANG_GUARD).unwrap();
-        let work = tempfile::tempdir().unwrap();
-        let store = work.path().join("store");
-        init_store(&store, &["--size", "32MiB", "--slots", "16"]).unwrap();
-        let config = work.path().join("config.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[box]\nname = \"hostile\"\n[storage]\ndir = \"{}\"\nsegment = \"2s\"\n\
-                 [[camera]]\nname = \"front\"\nurl = \"rtsp://{rtsp}/stream\"\n\
-                 [state]\nlisten = \"127.0.0.1:0\"\n[control]\nsocket = \"{}\"\n\
-                 [[sensor]]\nname = \"pir\"\nkind = \"pir\"\nbackend = \"sim\"\ndebounce = \"1ms\"\n",
-                store.display(),
-                work.path().join("control.sock").display()
+        let dir = BoxDir::new(
+            "hostile",
+            &["--size", "32MiB", "--slots", "16"],
+            "segment = \"2s\"",
+            &format!(
+                "[[camera]]\nname = \"front\"\nurl = \"rtsp://{rtsp}/stream\"\n\
+                 [state]\nlisten = \"127.0.0.1:0\"\n\
+                 [[sensor]]\nname = \"pir\"\nkind = \"pir\"\nbackend = \"sim\"\ndebounce = \"1ms\"\n"
             ),
-        )
-        .unwrap();
+        );
         Site {
-            work,
+            dir,
             _camera: camera,
-            config,
         }
     }
 
     fn store(&self) -> std::path::PathBuf {
-        self.work.path().join("store")
+        self.dir.store.clone()
     }
 
     /// `edgenvr run`, under `prlimit --nofile=N:N` when `nofile` is given.
     fn run_box(&self, nofile: Option<u32>) -> (Process, String) {
         let edgenvr = bins::edgenvr();
-        let config = self.config.to_str().unwrap();
+        let config = self.dir.config.to_str().unwrap();
         let env = [("RUST_LOG", "info")];
         let process = match nofile {
             None => Process::spawn(&edgenvr, &["run", "--config", config], &env),
@@ -165,9 +157,9 @@ fn garbage_a_thousand_idle_clients_and_a_client_that_never_reads_leave_the_box_s
     assert_eq!(idle.len(), IDLE_CLIENTS, "the kernel took every connection");
 
     // The watcher connected first keeps getting changes...
-    sim_set(&site.config, "pir", "high").unwrap();
+    sim_set(&site.dir.config, "pir", "high").unwrap();
     watch.wait_for(HANG_GUARD, "pir", true.into());
-    sim_set(&site.config, "pir", "low").unwrap();
+    sim_set(&site.dir.config, "pir", "low").unwrap();
     watch.wait_for(HANG_GUARD, "pir", false.into());
     // ...the camera keeps recording...
     wait_recorded_past(&site.store(), "front", flood_started + 3_000);
@@ -211,7 +203,7 @@ fn out_of_descriptors_the_box_refuses_clients_clearly_and_keeps_recording() {
         .unwrap();
     // New segments open new slot files: recording goes on across several of them.
     wait_recorded_past(&site.store(), "front", flood_started + 5_000);
-    sim_set(&site.config, "pir", "high").unwrap();
+    sim_set(&site.dir.config, "pir", "high").unwrap();
     watch.wait_for(HANG_GUARD, "pir", true.into());
     drop(idle);
     let exit = edgenvr_box.terminate(HANG_GUARD).unwrap();

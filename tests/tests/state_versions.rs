@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use edgenvr_tests::bins;
-use edgenvr_tests::edgenvr_box::{init_store, spawn_run};
+use edgenvr_tests::edgenvr_box::{spawn_run, BoxDir};
 
 /// The last commit whose box and nvrctl speak protocol version 1.
 const V1_COMMIT: &str = "ddc1cfb741589ff3e12e1c89d825f5f4655cfb68";
@@ -109,20 +109,8 @@ fn this_nvrctl_reads_a_version_1_box() {
 #[test]
 fn a_version_1_nvrctl_says_which_versions_this_box_and_it_speak() {
     let old = bins::old_nvrctl(V1_COMMIT, "v1").expect("build the version 1 nvrctl");
-    let work = tempfile::tempdir().unwrap();
-    let store = work.path().join("store");
-    init_store(&store, &["--size", "1MiB", "--slots", "4"]).unwrap();
-    let config = work.path().join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[box]\nname = \"v2-box\"\n[storage]\ndir = \"{}\"\n[state]\nlisten = \"127.0.0.1:0\"\n[control]\nsocket = \"{}\"\n",
-            store.display(),
-            work.path().join("control.sock").display()
-        ),
-    )
-    .unwrap();
-    let mut edgenvr_box = spawn_run(&config).unwrap();
+    let dir = BoxDir::small("v2-box", "[state]\nlisten = \"127.0.0.1:0\"\n");
+    let mut edgenvr_box = spawn_run(&dir.config).unwrap();
     let addr = edgenvr_box.wait_for_listener("state", HANG_GUARD).unwrap();
     let state = Command::new(&old).args(["state", &addr]).output().unwrap();
     let stderr = String::from_utf8_lossy(&state.stderr);

@@ -505,8 +505,8 @@ enum TaskOutcome {
 fn feed_sensors(
     bus: StateBus,
     sensors: &[crate::gpio::SensorConfig],
-    mut events: broadcast::Receiver<gpio::SensorEvent>,
-    mut shutdown: Shutdown,
+    events: broadcast::Receiver<gpio::SensorEvent>,
+    shutdown: Shutdown,
 ) -> impl std::future::Future<Output = TaskOutcome> + Send + 'static {
     let mut ids = Vec::new();
     for sensor in sensors {
@@ -521,40 +521,18 @@ fn feed_sensors(
             }
         }
     }
-    async move {
-        loop {
-            tokio::select! {
-                () = shutdown.requested() => break,
-                received = events.recv() => match received {
-                    Ok(event) => {
-                        if let Some(Some(id)) = ids.get(event.index) {
-                            let time_ms = event
-                                .at_wall
-                                .duration_since(std::time::UNIX_EPOCH)
-                                .map_or_else(|_| unix_now_ms(), |d| d.as_millis() as u64);
-                            let _ = bus.set(*id, SensorValue::Binary(event.triggered), time_ms);
-                        }
-                    }
-                    Err(broadcast::error::RecvError::Lagged(missed)) => {
-                        tracing::warn!(missed, "state missed sensor events");
-                    }
-                    Err(broadcast::error::RecvError::Closed) => {
-                        shutdown.requested().await;
-                        break;
-                    }
-                },
-            }
-        }
-        TaskOutcome::Done
-    }
+    feed_binary(bus, events, shutdown, "sensor events", move |event| {
+        let id = ids.get(event.index).copied().flatten()?;
+        Some((id, event.triggered, event.at_wall))
+    })
 }
 
 /// Registers every running `[[output]]` on the bus and, until shutdown, sets each switch.
 fn feed_outputs(
     bus: StateBus,
     names: &[String],
-    mut events: broadcast::Receiver<gpio::OutputEvent>,
-    mut shutdown: Shutdown,
+    events: broadcast::Receiver<gpio::OutputEvent>,
+    shutdown: Shutdown,
 ) -> impl std::future::Future<Output = TaskOutcome> + Send + 'static {
     let mut ids = std::collections::HashMap::new();
     for name in names {
@@ -565,32 +543,44 @@ fn feed_outputs(
             Err(error) => tracing::error!(output = %name, %error, "not in the state"),
         }
     }
-    async move {
-        loop {
-            tokio::select! {
-                () = shutdown.requested() => break,
-                received = events.recv() => match received {
-                    Ok(event) => {
-                        if let Some(id) = ids.get(&*event.name) {
-                            let time_ms = event
-                                .at_wall
-                                .duration_since(std::time::UNIX_EPOCH)
-                                .map_or_else(|_| unix_now_ms(), |d| d.as_millis() as u64);
-                            let _ = bus.set(*id, SensorValue::Binary(event.on), time_ms);
-                        }
+    feed_binary(bus, events, shutdown, "output switches", move |event| {
+        let id = *ids.get(&*event.name)?;
+        Some((id, event.on, event.at_wall))
+    })
+}
+
+/// Until shutdown, sets on `bus` the binary value each event says (`read` gives the sensor,
+/// level and wall time of an event, `None` for one not in the state).
+async fn feed_binary<E: Clone + Send + 'static>(
+    bus: StateBus,
+    mut events: broadcast::Receiver<E>,
+    mut shutdown: Shutdown,
+    what: &'static str,
+    read: impl Fn(&E) -> Option<(edgenvr_proto::SensorId, bool, std::time::SystemTime)> + Send + 'static,
+) -> TaskOutcome {
+    loop {
+        tokio::select! {
+            () = shutdown.requested() => break,
+            received = events.recv() => match received {
+                Ok(event) => {
+                    if let Some((id, level, at_wall)) = read(&event) {
+                        let time_ms = at_wall
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map_or_else(|_| unix_now_ms(), |d| d.as_millis() as u64);
+                        let _ = bus.set(id, SensorValue::Binary(level), time_ms);
                     }
-                    Err(broadcast::error::RecvError::Lagged(missed)) => {
-                        tracing::warn!(missed, "state missed output switches");
-                    }
-                    Err(broadcast::error::RecvError::Closed) => {
-                        shutdown.requested().await;
-                        break;
-                    }
-                },
-            }
+                }
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::warn!(missed, "state missed {what}");
+                }
+                Err(broadcast::error::RecvError::Closed) => {
+                    shutdown.requested().await;
+                    break;
+                }
+            },
         }
-        TaskOutcome::Done
     }
+    TaskOutcome::Done
 }
 
 /// Resolves the API token, binds `[http] listen` and serves until `shutdown`.
