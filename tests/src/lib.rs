@@ -1,6 +1,7 @@
 //! Shared harness for edgenvr's end-to-end tests: locating the built binaries and driving the
-//! `edgenvr` CLI (`edgenvr_box`, `process`) and `nvrctl watch` (`watcher`), starting real
-//! servers (gst-rtsp-server, mosquitto and its clients) on free ports, encoding test media with ffmpeg (`clips`, `h26x`, `aac`, `gops`), setting up
+//! `edgenvr` and `nvrctl` CLIs (`edgenvr_box`, `nvrctl_cli`, `process`) and `nvrctl watch`
+//! (`watcher`), starting real servers (gst-rtsp-server, mosquitto and its clients) on free
+//! ports, encoding test media with ffmpeg (`clips`, `h26x`, `aac`, `gops`), setting up
 //! stores (`test_store`), and checking what was written with ffprobe (`ffprobe`, `recording`).
 
 pub mod aac;
@@ -12,6 +13,7 @@ pub mod gops;
 pub mod h26x;
 pub mod line_sink;
 pub mod mosquitto;
+pub mod nvrctl_cli;
 pub mod process;
 pub mod recording;
 pub mod rtsp_server;

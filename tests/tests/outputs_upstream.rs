@@ -6,9 +6,9 @@
 
 use std::time::Duration;
 
-use edgenvr_tests::bins;
 use edgenvr_tests::edgenvr_box::{sim_set, spawn_run, wait_for_level, BoxDir};
 use edgenvr_tests::mosquitto::{publish, Broker, Subscriber};
+use edgenvr_tests::nvrctl_cli::nvrctl;
 use edgenvr_tests::watcher::Watcher;
 
 /// Guards against a hang only.
@@ -69,12 +69,9 @@ for = "0s"
 
 /// `nvrctl set HTTP light STATE [--for D]`; returns stdout.
 fn nvrctl_set(http: &str, args: &[&str]) -> String {
-    let output = std::process::Command::new(bins::nvrctl())
-        .args(["set", http, "light"])
-        .args(args)
-        .env("EDGENVR_TOKEN", TOKEN)
-        .output()
-        .unwrap();
+    let mut all = vec!["set", http, "light"];
+    all.extend_from_slice(args);
+    let output = nvrctl(&all, Some(TOKEN)).unwrap();
     assert!(
         output.status.success(),
         "nvrctl set {args:?}: {}",
@@ -220,11 +217,7 @@ fn nvrctl_set_switches_an_output_and_the_rule_timer_interacts_as_documented() {
     wait_for_level(&the_box.dir.config, "light", "low", HANG_GUARD).unwrap();
 
     // A name the box does not have is refused with the box's reason.
-    let refused = std::process::Command::new(bins::nvrctl())
-        .args(["set", &the_box.http, "siren", "on"])
-        .env("EDGENVR_TOKEN", TOKEN)
-        .output()
-        .unwrap();
+    let refused = nvrctl(&["set", &the_box.http, "siren", "on"], Some(TOKEN)).unwrap();
     assert!(!refused.status.success());
     assert!(
         String::from_utf8_lossy(&refused.stderr).contains("404"),
@@ -232,18 +225,12 @@ fn nvrctl_set_switches_an_output_and_the_rule_timer_interacts_as_documented() {
         String::from_utf8_lossy(&refused.stderr)
     );
     // And without the token nothing is switched.
-    let unauthorised = std::process::Command::new(bins::nvrctl())
-        .args([
-            "set",
-            &the_box.http,
-            "light",
-            "on",
-            "--token",
-            "wrong-token-wrong-token",
-        ])
-        .env_remove("EDGENVR_TOKEN")
-        .output()
-        .unwrap();
+    let wrong = ["--token", "wrong-token-wrong-token"];
+    let unauthorised = nvrctl(
+        &["set", &the_box.http, "light", "on", wrong[0], wrong[1]],
+        None,
+    )
+    .unwrap();
     assert!(!unauthorised.status.success());
     assert_eq!(
         edgenvr_tests::edgenvr_box::sim_get(&the_box.dir.config, "light").unwrap(),

@@ -33,7 +33,7 @@ fn recorded_until_ms(store: &Path, camera: &str) -> i64 {
         run(&bins::edgenvr(), &["store", "ls", store_arg, "--json"]).unwrap();
     assert!(status.success(), "store ls: {err}");
     let listing: serde_json::Value = serde_json::from_str(&listing).unwrap();
-    listing
+    listing["cameras"]
         .as_array()
         .unwrap()
         .iter()

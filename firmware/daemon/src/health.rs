@@ -1,7 +1,7 @@
 //! Health: the box's own sensors in the state, next to the PIRs — per camera online, recording
-//! (binary), status (state and reason), frames per second and received bit rate (scalar);
-//! storage used, bytes written, card endurance used and CPU temperature (scalar), and the
-//! store's status.
+//! (binary), status (state and reason), frames per second and received bit rate (scalar), GOPs
+//! dropped before the store and fragments the ring wrapped over (counters); storage used, bytes
+//! written, card endurance used and CPU temperature (scalar), and the store's status.
 //!
 //! Receives each camera's [`CameraStatus`] watch and [`CameraActivity`] counters, the open
 //! [`Store`] (its in-memory wear counters, no disk I/O), the store directory's file system
@@ -46,7 +46,8 @@ pub const SLOW_SAMPLE: Duration = Duration::from_secs(10);
 pub const THERMAL_ROOT: &str = "/sys/class/thermal";
 
 pub use crate::sensor_names::{
-    scalar_names, CPU_TEMP, ENDURANCE_USED, STORAGE_STATUS, STORAGE_USED, STORAGE_WRITTEN,
+    scalar_names, CPU_TEMP, DROPPED_SUFFIX, ENDURANCE_USED, OVERWRITTEN_SUFFIX, STORAGE_STATUS,
+    STORAGE_USED, STORAGE_WRITTEN,
 };
 use crate::sensor_names::{BITRATE_SUFFIX, FPS_SUFFIX};
 
@@ -79,6 +80,9 @@ pub fn default_policy(name: &str) -> ReportPolicy {
     } else if name == CPU_TEMP {
         // Two degrees; throttling starts at 80 °C on a Pi, so finer is noise.
         policy(2.0, 10_000, minutes(10))
+    } else if name.ends_with(OVERWRITTEN_SUFFIX) || name.ends_with(DROPPED_SUFFIX) {
+        // Counters: every change is news (video is gone), but at most one report per 10 s.
+        policy(0.5, 10_000, minutes(60))
     } else if name.ends_with(BITRATE_SUFFIX) {
         // 100 kbit/s: a camera's VBR swings by more than that every GOP; 5 s rate limit.
         policy(100.0, 5_000, minutes(5))
@@ -195,6 +199,8 @@ struct CameraSensors {
     status: SensorId,
     fps: SensorId,
     bitrate: SensorId,
+    overwritten: SensorId,
+    dropped: SensorId,
     last_frames: u64,
     last_bytes: u64,
     last_at: Instant,
@@ -257,6 +263,10 @@ impl Health {
                 "kbit/s",
                 Role::Camera(CameraRole::Bitrate),
             )?;
+            // Counts, reported by exception like the scalars they are (at most one report per
+            // 10 s): a wrapping ring moves them every GOP.
+            let overwritten = scalar(&format!("{name}{OVERWRITTEN_SUFFIX}"), "", Role::Counter)?;
+            let dropped = scalar(&format!("{name}{DROPPED_SUFFIX}"), "", Role::Counter)?;
             let last_frames = camera.activity.video_frames.load(Ordering::Relaxed);
             let last_bytes = camera.activity.video_bytes.load(Ordering::Relaxed);
             sensors.push(CameraSensors {
@@ -266,6 +276,8 @@ impl Health {
                 status,
                 fps,
                 bitrate,
+                overwritten,
+                dropped,
                 last_frames,
                 last_bytes,
                 last_at: Instant::now(),
@@ -384,6 +396,25 @@ impl Health {
         if let Some((id, endurance_bytes)) = self.endurance {
             let percent = written as f64 * 100.0 / endurance_bytes as f64;
             self.set(id, SensorValue::Scalar(percent as f32));
+        }
+        let totals = self.store.camera_totals();
+        let mut counters = Vec::new();
+        for sensors in &self.cameras {
+            let overwritten = totals
+                .iter()
+                .find(|t| t.camera == sensors.camera.name)
+                .map_or(0, |t| t.fragments_overwritten);
+            let dropped = sensors
+                .camera
+                .activity
+                .writer
+                .get()
+                .map_or(0, |c| c.dropped_gops.load(Ordering::Relaxed));
+            counters.push((sensors.overwritten, overwritten));
+            counters.push((sensors.dropped, dropped));
+        }
+        for (id, count) in counters {
+            self.set(id, SensorValue::Scalar(count as f32));
         }
         if let Some((id, path)) = &self.temperature {
             if let Some(celsius) = read_celsius(path) {

@@ -20,8 +20,18 @@ pub const BOX_SCALARS: [&str; 4] = [STORAGE_USED, STORAGE_WRITTEN, ENDURANCE_USE
 pub const FPS_SUFFIX: &str = "_fps";
 /// Suffix of a camera's bit-rate sensor (`<camera>_bitrate`).
 pub const BITRATE_SUFFIX: &str = "_bitrate";
-/// Suffixes of a camera's scalar sensors.
-pub const CAMERA_SCALAR_SUFFIXES: [&str; 2] = [FPS_SUFFIX, BITRATE_SUFFIX];
+/// `<camera>_overwritten`: the camera's fragments (GOPs) the ring has wrapped over.
+pub const OVERWRITTEN_SUFFIX: &str = "_overwritten";
+/// `<camera>_dropped`: the camera's GOPs dropped before reaching the store (a disk slower than
+/// the camera) since the box started.
+pub const DROPPED_SUFFIX: &str = "_dropped";
+/// Suffixes of a camera's scalar sensors (the counters are scalars reported by exception).
+pub const CAMERA_SCALAR_SUFFIXES: [&str; 4] = [
+    FPS_SUFFIX,
+    BITRATE_SUFFIX,
+    OVERWRITTEN_SUFFIX,
+    DROPPED_SUFFIX,
+];
 
 /// The scalar sensor names a config's `[[report]]` may name, for the given cameras.
 pub fn scalar_names<'a>(cameras: impl Iterator<Item = &'a str>) -> Vec<String> {

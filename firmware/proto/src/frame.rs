@@ -94,8 +94,9 @@ pub enum Role {
     Health,
     /// One camera's status, with what this entry says about it.
     Camera(CameraRole),
-    /// Unsigned: a count that only grows while the box runs (fragments overwritten, GOPs
-    /// dropped); the name ties it to its camera or part. Version 2.
+    /// A count that only grows while the box runs (fragments overwritten, GOPs dropped): an
+    /// unsigned value, or a scalar when the sender reports it by exception; the name ties it to
+    /// its camera or part. Version 2.
     Counter,
     /// Unsigned: the store's [`crate::StoreState`]. Version 2.
     StoreStatus,
