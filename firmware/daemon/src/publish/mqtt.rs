@@ -126,6 +126,10 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// (~16 KB) at most every 16 s. Late subscribers see the snapshot and the changes after it.
 pub const SNAPSHOT_BYTES_PER_S: u64 = 1_000;
 
+/// How soon queuing discovery configs resumes after the queue was full: the event loop sends
+/// hundreds of small messages in that time.
+const DISCOVERY_RETRY: Duration = Duration::from_millis(100);
+
 /// Commands handled at once; more wait in rumqttc's queue (a person or an automation sends a
 /// few a minute).
 const COMMAND_QUEUE: usize = 16;
@@ -230,7 +234,9 @@ pub async fn run(
         let changes_at = publisher.pacer.due(!publisher.pending.is_empty(), now);
         let heartbeat_at = publisher.last_state_message + publisher.heartbeat_interval;
         let snapshot_at = publisher.snapshot_due_at();
-        let wake = [changes_at, Some(heartbeat_at), snapshot_at]
+        // Discovery configs left over when the queue was full: try again once it drained some.
+        let discovery_at = publisher.discovery_next.map(|_| now + DISCOVERY_RETRY);
+        let wake = [changes_at, Some(heartbeat_at), snapshot_at, discovery_at]
             .into_iter()
             .flatten()
             .min()
@@ -331,8 +337,9 @@ struct Publisher {
     state_session: SessionEncoder,
     catalog_stale: bool,
     snapshot_stale: bool,
-    /// Discovery configs not yet accepted by the queue (ids); all of them after a reconnect.
-    discovery_stale: bool,
+    /// The next catalog index whose discovery config is still to queue (`None`: all queued).
+    /// A site's thousands of configs go out as the queue drains, from where they stopped.
+    discovery_next: Option<usize>,
     /// Plain state topics by sensor id (Home Assistant).
     ha_topics: HashMap<u32, String>,
     last_snapshot: Option<Instant>,
@@ -361,7 +368,7 @@ impl Publisher {
             state_session: SessionEncoder::new(),
             catalog_stale: true,
             snapshot_stale: true,
-            discovery_stale: config.home_assistant,
+            discovery_next: config.home_assistant.then_some(0),
             ha_topics: HashMap::new(),
             last_snapshot: None,
             snapshot_gap: config.snapshot_interval,
@@ -393,8 +400,11 @@ impl Publisher {
             Ok(BusEvent::Registered(info)) => {
                 self.ha_topics
                     .insert(info.id.0, ha::state_topic(&self.box_name, &info.name));
-                if self.home_assistant {
-                    self.publish_discovery(&info);
+                if self.home_assistant
+                    && self.discovery_next.is_none()
+                    && !self.publish_discovery(&info)
+                {
+                    self.discovery_next = Some(self.catalog.len());
                 }
                 self.catalog.push(info);
                 self.catalog_stale = true;
@@ -421,7 +431,7 @@ impl Publisher {
     fn republish_all(&mut self) {
         self.catalog_stale = true;
         self.snapshot_stale = true;
-        self.discovery_stale = self.home_assistant;
+        self.discovery_next = self.home_assistant.then_some(0);
         self.last_snapshot = None;
         self.publish_status();
         if self.home_assistant {
@@ -444,11 +454,14 @@ impl Publisher {
     }
 
     fn on_tick(&mut self) {
-        if self.discovery_stale {
+        if let Some(next) = self.discovery_next {
             let catalog = self.catalog.clone();
-            self.discovery_stale = false;
-            for info in &catalog {
-                self.publish_discovery(info);
+            self.discovery_next = None;
+            for (index, info) in catalog.iter().enumerate().skip(next) {
+                if !self.publish_discovery(info) {
+                    self.discovery_next = Some(index);
+                    break;
+                }
             }
         }
         if self.catalog_stale {
@@ -525,16 +538,15 @@ impl Publisher {
         }
     }
 
-    fn publish_discovery(&mut self, info: &SensorInfo) {
+    /// Queues `info`'s discovery config; `false` when the queue is full.
+    fn publish_discovery(&mut self, info: &SensorInfo) -> bool {
         let Some(discovery) =
             ha::discovery(&self.discovery_prefix, &self.box_name, info, self.commands)
         else {
-            return;
+            return true;
         };
         let payload = discovery.payload.to_string().into_bytes();
-        if !self.publish(&discovery.topic, true, payload) {
-            self.discovery_stale = true;
-        }
+        self.publish(&discovery.topic, true, payload)
     }
 
     fn publish_ha_state(&mut self, change: &SensorChange) {
