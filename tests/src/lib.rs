@@ -1,13 +1,15 @@
 //! Shared harness for edgenvr's end-to-end tests: locating the built binaries and driving the
 //! `edgenvr` CLI (`edgenvr_box`, `process`), starting real servers (gst-rtsp-server, mosquitto)
 //! on free ports, encoding test media with ffmpeg (`clips`, `h26x`, `aac`, `gops`), setting up
-//! stores (`test_store`), and checking what was written with ffprobe (`ffprobe`, `recording`).
+//! stores (`test_store`), checking what was written with ffprobe (`ffprobe`, `recording`), and
+//! the fuzz targets' bodies, shared by `fuzz/` and the corpus replay test (`fuzz`).
 
 pub mod aac;
 pub mod bins;
 pub mod clips;
 pub mod edgenvr_box;
 pub mod ffprobe;
+pub mod fuzz;
 pub mod gops;
 pub mod h26x;
 pub mod line_sink;
