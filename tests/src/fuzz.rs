@@ -130,7 +130,10 @@ pub fn range_header(data: &[u8]) -> Option<RangeRequest> {
     let header = std::str::from_utf8(header).ok()?;
     let answer = parse_range(Some(header), total_len);
     if let RangeRequest::Part(range) = answer {
-        assert!(range.first <= range.last, "{header:?} {total_len}: {range:?}");
+        assert!(
+            range.first <= range.last,
+            "{header:?} {total_len}: {range:?}"
+        );
         assert!(range.last < total_len, "{header:?} {total_len}: {range:?}");
         assert_eq!(range.len(), range.last - range.first + 1);
     }

@@ -1,7 +1,7 @@
 //! Shared harness for edgenvr's end-to-end tests: locating the built binaries and driving the
-//! `edgenvr` CLI (`edgenvr_box`, `process`), starting real servers (gst-rtsp-server, mosquitto)
-//! on free ports, encoding test media with ffmpeg (`clips`, `h26x`, `aac`, `gops`), setting up
-//! stores (`test_store`), checking what was written with ffprobe (`ffprobe`, `recording`), and
+//! `edgenvr` CLI (`edgenvr_box`, `process`), starting real servers (gst-rtsp-server, mosquitto,
+//! and `edgenvr sim-camera`, healthy or faulty: `sim_camera`) on free ports, encoding test media
+//! with ffmpeg (`clips`, `h26x`, `aac`, `gops`), setting up stores (`test_store`), checking what was written with ffprobe (`ffprobe`, `recording`), and
 //! the fuzz targets' bodies, shared by `fuzz/` and the corpus replay test (`fuzz`).
 
 pub mod aac;
@@ -17,4 +17,5 @@ pub mod mosquitto;
 pub mod process;
 pub mod recording;
 pub mod rtsp_server;
+pub mod sim_camera;
 pub mod test_store;

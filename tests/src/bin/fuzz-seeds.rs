@@ -39,21 +39,38 @@ fn main() -> anyhow::Result<()> {
     };
 
     let session = state_session()?;
-    write("state_frames", "session", &[[0u8].as_slice(), &session].concat())?;
-    write("state_frames", "session-bytewise", &[[1u8].as_slice(), &session].concat())?;
+    write(
+        "state_frames",
+        "session",
+        &[[0u8].as_slice(), &session].concat(),
+    )?;
+    write(
+        "state_frames",
+        "session-bytewise",
+        &[[1u8].as_slice(), &session].concat(),
+    )?;
     let mut damaged = session.clone();
     let middle = damaged.len() / 2;
     damaged[middle] ^= 0x10;
-    write("state_frames", "session-damaged", &[[5u8].as_slice(), &damaged].concat())?;
+    write(
+        "state_frames",
+        "session-damaged",
+        &[[5u8].as_slice(), &damaged].concat(),
+    )?;
 
     for (name, path) in [
         ("examples", "examples/config.toml"),
         ("packaging", "packaging/config.toml"),
     ] {
-        let text = std::fs::read(path).with_context(|| format!("{path} (run from the repo root)"))?;
+        let text =
+            std::fs::read(path).with_context(|| format!("{path} (run from the repo root)"))?;
         write("config", name, &text)?;
     }
-    write("config", "minimal", b"[storage]\ndir = \"/srv/edgenvr/store\"\n")?;
+    write(
+        "config",
+        "minimal",
+        b"[storage]\ndir = \"/srv/edgenvr/store\"\n",
+    )?;
 
     for (name, total_len, header) in [
         ("first-bytes", 1_000u64, "bytes=0-99"),
@@ -169,7 +186,13 @@ fn slot_images(dir: &Path) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
     let mut writer = store.camera_writer("front", WriterOptions::default())?;
     for n in 0..3i64 {
         let payloads = (0..5u8).map(|i| Bytes::from(vec![i; 120]));
-        let gop = synthetic::gop(&params, WALL_START_MS + n * 200, n * 18_000, 3_600, payloads);
+        let gop = synthetic::gop(
+            &params,
+            WALL_START_MS + n * 200,
+            n * 18_000,
+            3_600,
+            payloads,
+        );
         writer.append(&gop)?;
     }
     writer.close()?;
