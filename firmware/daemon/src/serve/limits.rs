@@ -94,7 +94,9 @@ struct Registry {
 }
 
 fn lock(registry: &Mutex<Registry>) -> MutexGuard<'_, Registry> {
-    registry.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    registry
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Registry {
@@ -203,7 +205,11 @@ impl<S> StallGuard<S> {
         }
     }
 
-    fn check<T>(&mut self, cx: &mut Context<'_>, result: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+    fn check<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        result: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
         match result {
             Poll::Ready(result) => {
                 self.stalled = None;
@@ -353,8 +359,7 @@ async fn serve_connection(
         let guard = BusyGuard::new(&busy);
         let mut router = router.clone();
         async move {
-            let response =
-                tower::Service::call(&mut router, request.map(Body::new)).await?;
+            let response = tower::Service::call(&mut router, request.map(Body::new)).await?;
             Ok::<_, std::convert::Infallible>(response.map(|inner| {
                 Body::new(TrackedBody {
                     inner,
