@@ -141,7 +141,8 @@ const FAULTS: [Fault; 7] = [
 
 /// Every fault against `ingest::run` in one process, all at once, with short timeouts: a
 /// failing camera is retried (two failures or more, with its reason in the status), a degraded
-/// one keeps delivering frames whose media time runs forward without a jump.
+/// one keeps delivering frames whose media time runs forward without a jump, and is healthy
+/// again after `healthy_after` without a new fault.
 #[test]
 fn each_fault_gives_its_reason_in_the_camera_status() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -153,6 +154,8 @@ fn each_fault_gives_its_reason_in_the_camera_status() -> anyhow::Result<()> {
             stall_timeout: Duration::from_secs(2),
             backoff_initial: Duration::from_millis(100),
             backoff_cap: Duration::from_millis(400),
+            // Degraded cameras count as healthy again after this long without a new fault.
+            healthy_after: Duration::from_secs(2),
             on_unauthorized: ingest::AuthFailurePolicy::GiveUp,
             ..IngestOptions::default()
         };

@@ -570,7 +570,10 @@ mod tests {
         let problems = super::parse("# a comment\0\n[storage]\ndir = \"/x\"\n").unwrap_err();
         assert_eq!(problems.len(), 1);
         assert_eq!(problems[0].line, Some(1));
-        assert_eq!(problems[0].message, "'\\0' is not allowed here (not valid TOML)");
+        assert_eq!(
+            problems[0].message,
+            "'\\0' is not allowed here (not valid TOML)"
+        );
     }
 
     use super::*;
