@@ -34,10 +34,13 @@ for target in "${targets[@]}"; do
   scratch="target/fuzz-corpus/$target"
   mkdir -p "$scratch"
   echo "==> $target for ${seconds}s"
+  set +e
   cargo fuzz run "$target" "$scratch" "fuzz/corpus/$target" -- \
     -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
-    2>&1 | tee "target/fuzz-$target.log" | grep -E '^(#[0-9]+ +(INITED|DONE)|Done|stat::|==[0-9]+==|SUMMARY|thread .* panicked|artifact_prefix|Test unit written)' || true
+    2>&1 | tee "target/fuzz-$target.log" \
+    | grep -E '^(#[0-9]+ +(INITED|DONE)|Done|stat::|==[0-9]+==|SUMMARY|thread .* panicked|artifact_prefix|Test unit written)'
   status=${PIPESTATUS[0]}
+  set -e
   if [ "$status" -ne 0 ]; then
     echo "fuzz.sh: $target failed (exit $status); log: target/fuzz-$target.log" >&2
     exit "$status"
