@@ -73,14 +73,20 @@ fn recorded(listing: &serde_json::Value, camera: &str) -> (u64, usize) {
     (frames, ranges.len())
 }
 
-/// The box's config: one camera per `(name, url)`, a store of 2 MiB slots.
+/// Initialises a store of `size` in 1 MiB slots, each a 10 s segment (~600 KB of the test
+/// clips): room for the whole run of every camera, so no recording wraps before it is counted.
+fn init_test_store(store: &Path, size: &str) -> anyhow::Result<()> {
+    init_store(store, &["--size", size, "--slot-size", "1MiB"])
+}
+
+/// The box's config: one camera per `(name, url)`, 10 s segments.
 fn write_config(
     dir: &Path,
     store: &Path,
     cameras: &[(&str, String)],
 ) -> anyhow::Result<std::path::PathBuf> {
     let mut config = format!(
-        "[storage]\ndir = \"{}\"\nsegment = \"4s\"\nsync_interval = \"1s\"\n",
+        "[storage]\ndir = \"{}\"\nsegment = \"10s\"\nsync_interval = \"1s\"\n",
         store.display()
     );
     for (name, url) in cameras {
@@ -300,7 +306,8 @@ fn each_fault_gives_its_reason_in_the_camera_status() -> anyhow::Result<()> {
 fn faulty_cameras_do_not_disturb_a_healthy_one() -> anyhow::Result<()> {
     let work = tempfile::tempdir()?;
     let store = work.path().join("store");
-    init_store(&store, &["--size", "96MiB", "--slot-size", "2MiB"])?;
+    // 12 slots (two minutes) per camera.
+    init_test_store(&store, "96MiB")?;
     let healthy = SimCamera::start(&["--path", "ok"])?;
     let mut faulty = Vec::new();
     for fault in FAULTS {
@@ -424,7 +431,8 @@ fn rtsp_server_restarts_are_survived() -> anyhow::Result<()> {
     let mut server = RtspServer::start(&[("/cam", &clip)], None)?;
     let healthy = SimCamera::start(&["--path", "ok"])?;
     let store = work.path().join("store");
-    init_store(&store, &["--size", "64MiB", "--slot-size", "2MiB"])?;
+    // 20 restarts take about 6 minutes with the backoff capped at 30 s: 10 minutes per camera.
+    init_test_store(&store, "128MiB")?;
     let config = write_config(
         work.path(),
         &store,
