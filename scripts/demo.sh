@@ -16,7 +16,9 @@ root=$PWD
 
 short=0
 [ "${1:-}" = "--short" ] && short=1
-if ((short)); then pre_roll=2s post_roll=3s watch_s=8; else pre_roll=5s post_roll=5s watch_s=30; fi
+# Short mode fires the PIR twice, far enough apart to make two events; the full run fires it
+# every ~10 s.
+if ((short)); then pre_roll=2s post_roll=3s watch_s=18 fires=2; else pre_roll=5s post_roll=5s watch_s=30 fires=3; fi
 
 scripts/setup.sh
 [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
@@ -67,8 +69,8 @@ name = "demo"
 
 [storage]
 dir = "$work/store"
-segment = "10s"
 sync_interval = "2s"
+event_share = "25%"
 
 [[camera]]
 name = "front"
@@ -117,31 +119,46 @@ listening control "$work/edgenvr.log" $box >/dev/null
 echo "state port: $state   HTTP API: $http"
 
 say "the PIR fires now and then; nvrctl watch shows the box's state live ($watch_s s)"
-# Someone walks past: the PIR's output goes high for a second. Short mode: once; otherwise every
-# ~10 s while the watch runs.
+# Someone walks past: the PIR's output goes high for a second, $fires times, ~8-10 s apart (more
+# than pre-roll + hold + post-roll, so each is an event of its own).
 (
   sleep 3
-  while :; do
+  for ((n = 1; n <= fires; n++)); do
     "$edgenvr" sim set pir-door high --config "$work/config.toml" >/dev/null
     sleep 1
     "$edgenvr" sim set pir-door low --config "$work/config.toml" >/dev/null
-    ((short)) && break
-    sleep 9
+    ((n < fires)) && { if ((short)); then sleep 7; else sleep 9; fi; }
   done
 ) &
 pids+=($!)
 timeout "$watch_s" "$nvrctl" watch "$state" || true
+# Every event has ended (its post-roll written) before the listing.
+for _ in $(seq 1 300); do
+  (($(grep -c "event ended" "$work/edgenvr.log") >= fires)) && break
+  sleep 0.1
+done
 
 say "recordings on the box (nvrctl recordings)"
 export EDGENVR_TOKEN=demo-token-not-secret
 "$nvrctl" recordings "$http" --camera front
+listed=$("$nvrctl" recordings "$http" --camera front --json |
+  python3 -c 'import json,sys; print(len(json.load(sys.stdin)["cameras"][0]["events"]))')
+if ((listed < fires)); then
+  echo "demo: the PIR fired $fires times but only $listed event(s) are listed; the box's log: $work/edgenvr.log" >&2
+  exit 1
+fi
+echo "all $fires events are listed"
 
-say "pulling a clip of the last event (nvrctl pull)"
-read -r from to < <("$nvrctl" recordings "$http" --camera front --json |
-  python3 -c 'import json,sys; e=json.load(sys.stdin)["cameras"][0]["events"][-1]; print(e["start"], e["end"])')
-"$nvrctl" pull "$http" --camera front --from "$from" --to "$to" -o "$work/last-event.mp4"
+say "pulling a clip of the last event (nvrctl pull --event)"
+last=$("$nvrctl" recordings "$http" --camera front --json |
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["cameras"][0]["events"][-1]["id"])')
+"$nvrctl" pull "$http" --event "$last" -o "$work/last-event.mp4"
 frames=$(ffprobe -v error -count_frames -select_streams v:0 -show_entries stream=nb_read_frames -of csv=p=0 "$work/last-event.mp4")
 duration=$(ffprobe -v error -show_entries format=duration -of csv=p=0 "$work/last-event.mp4")
+if ! ((frames > 0)); then
+  echo "demo: the clip of event $last holds no frames" >&2
+  exit 1
+fi
 
 say "done"
 echo "clip of the last event: $work/last-event.mp4 ($frames frames, ${duration}s)"

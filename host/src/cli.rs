@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 use crate::client::with_default_port;
 use crate::http::{default_config_path, resolve_token, BoxClient, TOKEN_ENV};
 use crate::mqtt_watch::watch_mqtt;
-use crate::pull::{pull, PullRequest};
+use crate::pull::{pull, ClipSelector, PullRequest};
 use crate::recordings::{fetch, write_table, RecordingsQuery};
 use crate::times::parse_time_ms;
 use crate::watch::{state, watch, WatchError, WatchOutput};
@@ -79,16 +79,19 @@ pub enum Command {
     Pull {
         /// The box's HTTP API, HOST[:PORT] (default port 7421).
         target: String,
-        /// The camera.
-        #[arg(long)]
-        camera: String,
+        /// The camera (required with --from/--to; with --event, checked against the event's).
+        #[arg(long, required_unless_present = "event")]
+        camera: Option<String>,
         /// Start (RFC 3339, "YYYY-MM-DD HH:MM[:SS]", "HH:MM" today, "-5m"); the clip starts at
         /// the key frame at or before it.
-        #[arg(long)]
-        from: String,
+        #[arg(long, required_unless_present = "event", conflicts_with = "event")]
+        from: Option<String>,
         /// End (same forms as --from); the clip ends at or after it.
+        #[arg(long, required_unless_present = "event", conflicts_with = "event")]
+        to: Option<String>,
+        /// One event's video, pre-roll to post-roll, by the id `nvrctl recordings` shows.
         #[arg(long)]
-        to: String,
+        event: Option<u64>,
         /// The file to write (FILE.part while downloading).
         #[arg(short = 'o', long = "output")]
         output: PathBuf,
@@ -212,18 +215,32 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             camera,
             from,
             to,
+            event,
             output,
             token,
         } => {
             let now = jiff::Zoned::now();
+            let clip = match (event, camera, from, to) {
+                (Some(id), camera, _, _) => ClipSelector::Event { id, camera },
+                (None, Some(camera), Some(from), Some(to)) => {
+                    let (from_ms, to_ms) = (
+                        parse_time_arg("from", &from, &now)?,
+                        parse_time_arg("to", &to, &now)?,
+                    );
+                    anyhow::ensure!(from_ms <= to_ms, "--from is after --to");
+                    ClipSelector::Range {
+                        camera,
+                        from_ms,
+                        to_ms,
+                    }
+                }
+                _ => anyhow::bail!("pull needs --camera, --from and --to, or --event ID"),
+            };
             let request = PullRequest {
-                camera,
-                from_ms: parse_time_arg("from", &from, &now)?,
-                to_ms: parse_time_arg("to", &to, &now)?,
+                clip,
                 output,
                 progress: io::stderr().is_terminal(),
             };
-            anyhow::ensure!(request.from_ms <= request.to_ms, "--from is after --to");
             let client = token.client(&target)?;
             let report = pull(&client, &request)
                 .with_context(|| format!("pulling a clip from {}", client.base()))?;

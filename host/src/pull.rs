@@ -20,15 +20,56 @@ use crate::http::{status_error, BoxClient, HttpError};
 /// matter next to the network, small enough to be nothing in memory.
 const COPY_BUFFER_BYTES: usize = 64 * 1024;
 
+/// Which clip: a camera's time range, or one event's video (pre-roll to post-roll).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClipSelector {
+    /// A time range of one camera.
+    Range {
+        /// The camera.
+        camera: String,
+        /// Start, Unix ms.
+        from_ms: i64,
+        /// End, Unix ms.
+        to_ms: i64,
+    },
+    /// An event by its id (`nvrctl recordings` lists it), optionally checked against a camera.
+    Event {
+        /// The event's id.
+        id: u64,
+        /// The camera it must belong to, if given.
+        camera: Option<String>,
+    },
+}
+
+impl ClipSelector {
+    /// The query parameters of `GET /api/clip.mp4`.
+    fn query(&self) -> Vec<(&'static str, String)> {
+        match self {
+            ClipSelector::Range {
+                camera,
+                from_ms,
+                to_ms,
+            } => vec![
+                ("camera", camera.clone()),
+                ("from", from_ms.to_string()),
+                ("to", to_ms.to_string()),
+            ],
+            ClipSelector::Event { id, camera } => {
+                let mut query = vec![("event", id.to_string())];
+                if let Some(camera) = camera {
+                    query.push(("camera", camera.clone()));
+                }
+                query
+            }
+        }
+    }
+}
+
 /// What to pull.
 #[derive(Clone, Debug)]
 pub struct PullRequest {
-    /// The camera.
-    pub camera: String,
-    /// Start, Unix ms.
-    pub from_ms: i64,
-    /// End, Unix ms.
-    pub to_ms: i64,
+    /// The clip.
+    pub clip: ClipSelector,
     /// The final file.
     pub output: PathBuf,
     /// Draw a progress bar (on stderr).
@@ -99,14 +140,7 @@ pub fn pull(client: &BoxClient, request: &PullRequest) -> Result<PullReport, Pul
     let saved_etag = std::fs::read_to_string(&etag_path)
         .ok()
         .map(|t| t.trim().to_owned());
-    let url = client.url(
-        "/api/clip.mp4",
-        &[
-            ("camera", request.camera.clone()),
-            ("from", request.from_ms.to_string()),
-            ("to", request.to_ms.to_string()),
-        ],
-    );
+    let url = client.url("/api/clip.mp4", &request.clip.query());
     let mut headers = Vec::new();
     if let (true, Some(etag)) = (have > 0, &saved_etag) {
         headers.push(("Range", format!("bytes={have}-")));

@@ -101,14 +101,18 @@ pub fn write_table(
                 .flatten()
                 .filter_map(|s| s.as_str())
                 .collect();
+            let id = event
+                .get("id")
+                .and_then(|i| i.as_u64())
+                .map_or_else(String::new, |id| format!("#{id}"));
             let line = format!(
                 "{:<12} {:<6} {:<19}  {:<19}  {:>9}  {:>9}  {}",
                 name,
                 "event",
                 format_local(start, zone),
                 format_local(end, zone),
-                duration(end - start),
-                "",
+                duration(field(event, "duration_ms").unwrap_or(end - start)),
+                id,
                 sensors.join(", "),
             );
             writeln!(out, "{}", line.trim_end())?;

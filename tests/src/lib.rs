@@ -1,7 +1,8 @@
 //! Shared harness for edgenvr's end-to-end tests: locating the built binaries and driving the
-//! `edgenvr` CLI (`edgenvr_box`, `process`), starting real servers (gst-rtsp-server, mosquitto,
-//! and `edgenvr sim-camera`, healthy or faulty: `sim_camera`) on free ports, encoding test media
-//! with ffmpeg (`clips`, `h26x`, `aac`, `gops`), setting up stores (`test_store`), checking what was written with ffprobe (`ffprobe`, `recording`), and
+//! `edgenvr` and `nvrctl` CLIs (`edgenvr_box`, `nvrctl_cli`, `process`), starting real servers
+//! (gst-rtsp-server, mosquitto, and `edgenvr sim-camera`, healthy or faulty: `sim_camera`) on
+//! free ports, encoding test media with ffmpeg (`clips`, `h26x`, `aac`, `gops`), setting up
+//! stores (`test_store`), checking what was written with ffprobe (`ffprobe`, `recording`), and
 //! the fuzz targets' bodies, shared by `fuzz/` and the corpus replay test (`fuzz`).
 
 pub mod aac;
@@ -14,6 +15,7 @@ pub mod gops;
 pub mod h26x;
 pub mod line_sink;
 pub mod mosquitto;
+pub mod nvrctl_cli;
 pub mod process;
 pub mod recording;
 pub mod rtsp_server;

@@ -60,7 +60,7 @@ fn camera_lines<'a>(log: &'a str, camera: &str, needles: &[&str]) -> Vec<&'a str
 
 /// Frames `store ls --json` lists for `camera`, and its number of ranges.
 fn recorded(listing: &serde_json::Value, camera: &str) -> (u64, usize) {
-    let Some(entry) = listing
+    let Some(entry) = listing["cameras"]
         .as_array()
         .into_iter()
         .flatten()

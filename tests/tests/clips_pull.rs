@@ -66,14 +66,7 @@ fn packet_pts(path: &Path) -> Vec<i64> {
 }
 
 fn nvrctl(args: &[&str], token: Option<&str>) -> std::process::Output {
-    let mut command = Command::new(bins::nvrctl());
-    command.args(args).env_remove("EDGENVR_TOKEN");
-    // No user config file may lend a token to the test.
-    command.env("XDG_CONFIG_HOME", "/nonexistent");
-    if let Some(token) = token {
-        command.env("EDGENVR_TOKEN", token);
-    }
-    command.output().unwrap()
+    edgenvr_tests::nvrctl_cli::nvrctl(args, token).unwrap()
 }
 
 fn json_error(body: &[u8]) -> String {

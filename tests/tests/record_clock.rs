@@ -41,7 +41,7 @@ fn recording_continues_across_an_ntp_step_and_the_listing_says_so() -> anyhow::R
     let writer = store.camera_writer(
         "front",
         WriterOptions {
-            segment_90k: 10 * 90_000,
+            segment_90k: Some(10 * 90_000),
             sync_interval: Duration::from_secs(1),
             share_slots: None,
         },

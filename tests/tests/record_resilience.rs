@@ -52,7 +52,7 @@ fn reconnects_after_the_server_restarts_and_the_gap_is_listed() -> anyhow::Resul
     assert!(status.success(), "{status}");
 
     let listing = store_ls(&edgenvr, &dir)?;
-    let ranges = listing[0]["ranges"]
+    let ranges = listing["cameras"][0]["ranges"]
         .as_array()
         .ok_or_else(|| anyhow::anyhow!("no ranges in {listing}"))?;
     assert_eq!(ranges.len(), 2, "one range before, one after: {listing}");

@@ -22,7 +22,7 @@ fn record_and_check(codec: Codec, expected_codec_name: &str) {
     record_gops(
         &store,
         WriterOptions {
-            segment_90k: 4 * 90_000,
+            segment_90k: Some(4 * 90_000),
             sync_interval: Duration::from_secs(1),
             share_slots: None,
         },

@@ -27,7 +27,7 @@ fn recorded_store(work: &Path) -> std::path::PathBuf {
     record_gops(
         &store,
         WriterOptions {
-            segment_90k: 60 * 90_000,
+            segment_90k: Some(60 * 90_000),
             sync_interval: Duration::from_secs(2),
             share_slots: None,
         },

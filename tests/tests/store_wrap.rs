@@ -68,7 +68,7 @@ fn a_tiny_ring_wraps_without_creating_files_and_each_slot_plays_only_its_newest_
     record_gops(
         &store,
         WriterOptions {
-            segment_90k: 2 * 90_000,
+            segment_90k: Some(2 * 90_000),
             sync_interval: Duration::from_secs(2),
             share_slots: None,
         },
@@ -119,12 +119,20 @@ fn a_tiny_ring_wraps_without_creating_files_and_each_slot_plays_only_its_newest_
     let ls = edgenvr(&["store", "ls", dir_arg, "--json"]);
     assert!(ls.status.success(), "{ls:?}");
     let listing: serde_json::Value = serde_json::from_slice(&ls.stdout).unwrap();
-    assert_eq!(listing[0]["camera"], "front");
-    assert_eq!(listing[0]["ranges"].as_array().unwrap().len(), 1);
-    assert_eq!(listing[0]["ranges"][0]["frames"], 175);
+    let front = &listing["cameras"][0];
+    assert_eq!(front["camera"], "front");
+    assert_eq!(front["ranges"].as_array().unwrap().len(), 1);
+    assert_eq!(front["ranges"][0]["frames"], 175);
+    // Every GOP written is listed or counted as wrapped over.
+    assert_eq!(front["totals"]["fragments_written"], 19);
+    assert_eq!(front["totals"]["fragments_listed"], 7);
+    assert_eq!(front["totals"]["fragments_overwritten"], 12);
     let text = edgenvr(&["store", "ls", dir_arg]);
     let text = String::from_utf8_lossy(&text.stdout);
-    assert!(text.contains("front: 7s recorded in 1 range(s)"), "{text}");
+    assert!(
+        text.contains("front: 7s recorded in 1 range(s), 0 event(s); fragments: 19 written, 7 listed, 12 wrapped over"),
+        "{text}"
+    );
     assert!(text.contains("2026-01-01T00:00:12.000Z"), "{text}");
     let fsck = edgenvr(&["store", "fsck", dir_arg]);
     assert!(fsck.status.success(), "{fsck:?}");

@@ -35,9 +35,10 @@ pub enum Command {
         /// The store directory; an empty one is initialised (needs --max-bytes or --wrap).
         #[arg(long)]
         dir: PathBuf,
-        /// Target segment length.
-        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
-        segment: Duration,
+        /// End each segment after this long even when its slot has room for more (default: a
+        /// segment fills its slot, so the store holds as much video as its bytes allow).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        segment: Option<Duration>,
         /// Size of a new store, e.g. 8GiB.
         #[arg(long, value_parser = crate::config::parse_size, conflicts_with = "wrap")]
         max_bytes: Option<u64>,

@@ -47,8 +47,8 @@ pub struct RecordRequest {
     pub password: Option<String>,
     /// The store directory (initialised when empty).
     pub dir: PathBuf,
-    /// Target segment length.
-    pub segment: Duration,
+    /// Longest segment (`None`: a segment fills its slot).
+    pub segment: Option<Duration>,
     /// Size of a new store.
     pub max_bytes: Option<u64>,
     /// Slot count of a new store.
@@ -198,7 +198,7 @@ pub async fn record(request: RecordRequest, shutdown: Shutdown) -> Result<(), Da
         Arc::default(),
     )
     .await?;
-    log_counters(&source.name, &counters);
+    log_counters(&source.name, &counters, &store);
     Ok(())
 }
 
@@ -230,11 +230,13 @@ fn open_or_init(dir: &Path, init: Option<InitOptions>) -> Result<Store, DaemonEr
     }
 }
 
-fn writer_options(segment: Duration, sync_interval: Duration) -> WriterOptions {
-    let segment_90k = i64::try_from(segment.as_millis())
-        .unwrap_or(i64::MAX / i64::from(TIMESCALE_90K))
-        .saturating_mul(i64::from(TIMESCALE_90K))
-        / 1000;
+fn writer_options(segment: Option<Duration>, sync_interval: Duration) -> WriterOptions {
+    let segment_90k = segment.map(|segment| {
+        i64::try_from(segment.as_millis())
+            .unwrap_or(i64::MAX / i64::from(TIMESCALE_90K))
+            .saturating_mul(i64::from(TIMESCALE_90K))
+            / 1000
+    });
     WriterOptions {
         segment_90k,
         sync_interval,
@@ -280,6 +282,7 @@ pub async fn run_with_status(
     };
     let dir = config.storage.dir.clone();
     let store = blocking(move || Store::open(&dir)).await??;
+    store.set_event_share_percent(config.storage.event_share.0);
     let state_port = match &config.state.listen {
         Some(listen) => {
             Some(
@@ -326,16 +329,22 @@ pub async fn run_with_status(
         on_unauthorized: AuthFailurePolicy::RetrySlowly,
         ..IngestOptions::default()
     };
-    let segment = config.storage.segment.0;
+    let segment = config.storage.segment.map(|s| s.0);
     let sync_interval = config.storage.sync_interval.0;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let mut cameras_health = Vec::new();
     let mut statuses = CameraStatuses::new();
     for (source, camera) in sources {
-        let writer = store.camera_writer(&source.name, writer_options(segment, sync_interval))?;
+        let events_mode = camera.mode == RecordModeConfig::Events;
+        let mut options_for_camera = writer_options(segment, sync_interval);
+        if events_mode {
+            // Events share slots across the gaps between them: a segment ends when its slot is
+            // full, whatever `segment` says, so short events do not cost a slot each.
+            options_for_camera.segment_90k = None;
+        }
+        let writer = store.camera_writer(&source.name, options_for_camera)?;
         let (status, status_rx) = watch::channel(CameraStatus::Connecting);
         let activity = Arc::new(record::CameraActivity::default());
-        let events_mode = camera.mode == RecordModeConfig::Events;
         statuses.push((source.name.clone(), status_rx.clone()));
         cameras_health.push(CameraHealth {
             name: source.name.clone(),
@@ -431,7 +440,9 @@ pub async fn run_with_status(
     let mut first_error = None;
     while let Some(joined) = tasks.join_next().await {
         match joined {
-            Ok(TaskOutcome::Camera(camera, Ok(counters))) => log_counters(&camera, &counters),
+            Ok(TaskOutcome::Camera(camera, Ok(counters))) => {
+                log_counters(&camera, &counters, &store)
+            }
             Ok(TaskOutcome::Camera(camera, Err(error))) => {
                 tracing::error!(camera = %camera, "{error}");
                 first_error.get_or_insert(DaemonError::Record(error));
@@ -560,13 +571,26 @@ async fn stop_http(http: tokio::task::JoinHandle<()>) {
     }
 }
 
-fn log_counters(camera: &str, counters: &record::WriterCounters) {
+/// The close line: what this run's writer did with the camera's GOPs (`written_gops` equals
+/// `store_written_since_open`), and what the store holds of the camera
+/// (`store_written == store_listed + store_overwritten`: nothing left silently).
+fn log_counters(camera: &str, counters: &record::WriterCounters, store: &Store) {
     use std::sync::atomic::Ordering::Relaxed;
+    let totals = store
+        .camera_totals()
+        .into_iter()
+        .find(|t| t.camera == camera);
+    let total = |f: fn(&crate::store::CameraTotals) -> u64| totals.as_ref().map_or(0, f);
     tracing::info!(
         camera,
         written_gops = counters.written_gops.load(Relaxed),
         dropped_gops = counters.dropped_gops.load(Relaxed),
         failed_gops = counters.failed_gops.load(Relaxed),
+        store_written_since_open = total(|t| t.written_since_open),
+        store_overwritten_since_open = total(|t| t.overwritten_since_open),
+        store_written = total(|t| t.fragments_written),
+        store_listed = total(|t| t.fragments_listed),
+        store_overwritten = total(|t| t.fragments_overwritten),
         "recording closed"
     );
 }

@@ -1,6 +1,7 @@
 //! Health: the box's own sensors in the state, next to the PIRs — per camera online, recording
-//! (binary), frames per second and received bit rate (scalar); storage used, bytes written, card endurance used and
-//! CPU temperature (scalar).
+//! (binary), frames per second and received bit rate (scalar), GOPs dropped before the store and
+//! fragments the ring wrapped over (counters); storage used, bytes written, card endurance used
+//! and CPU temperature (scalar).
 //!
 //! Receives each camera's [`CameraStatus`] watch and [`CameraActivity`] counters, the open
 //! [`Store`] (its in-memory wear counters, no disk I/O), and the thermal zones under
@@ -45,6 +46,11 @@ pub const STORAGE_WRITTEN: &str = "storage_written";
 pub const ENDURANCE_USED: &str = "storage_endurance_used";
 /// CPU temperature.
 pub const CPU_TEMP: &str = "cpu_temp";
+/// `<camera>_overwritten`: the camera's fragments (GOPs) the ring has wrapped over.
+pub const OVERWRITTEN_SUFFIX: &str = "_overwritten";
+/// `<camera>_dropped`: the camera's GOPs dropped before reaching the store (a disk slower than
+/// the camera) since the box started.
+pub const DROPPED_SUFFIX: &str = "_dropped";
 
 /// One camera as health sees it.
 #[derive(Debug)]
@@ -75,6 +81,9 @@ pub fn default_policy(name: &str) -> ReportPolicy {
     } else if name == CPU_TEMP {
         // Two degrees; throttling starts at 80 °C on a Pi, so finer is noise.
         policy(2.0, 10_000, minutes(10))
+    } else if name.ends_with(OVERWRITTEN_SUFFIX) || name.ends_with(DROPPED_SUFFIX) {
+        // Counters: every change is news (video is gone), but at most one report per 10 s.
+        policy(0.5, 10_000, minutes(60))
     } else if name.ends_with("_bitrate") {
         // 100 kbit/s: a camera's VBR swings by more than that every GOP; 5 s rate limit.
         policy(100.0, 5_000, minutes(5))
@@ -118,6 +127,8 @@ pub fn scalar_names<'a>(cameras: impl Iterator<Item = &'a str>) -> Vec<String> {
     for camera in cameras {
         names.push(format!("{camera}_fps"));
         names.push(format!("{camera}_bitrate"));
+        names.push(format!("{camera}{OVERWRITTEN_SUFFIX}"));
+        names.push(format!("{camera}{DROPPED_SUFFIX}"));
     }
     names
 }
@@ -128,6 +139,8 @@ struct CameraSensors {
     recording: SensorId,
     fps: SensorId,
     bitrate: SensorId,
+    overwritten: SensorId,
+    dropped: SensorId,
     last_frames: u64,
     last_bytes: u64,
     last_at: Instant,
@@ -181,6 +194,8 @@ impl Health {
                 "kbit/s",
                 Role::Camera(CameraRole::Bitrate),
             )?;
+            let overwritten = scalar(&format!("{name}{OVERWRITTEN_SUFFIX}"), "", Role::Health)?;
+            let dropped = scalar(&format!("{name}{DROPPED_SUFFIX}"), "", Role::Health)?;
             let last_frames = camera.activity.video_frames.load(Ordering::Relaxed);
             let last_bytes = camera.activity.video_bytes.load(Ordering::Relaxed);
             sensors.push(CameraSensors {
@@ -189,6 +204,8 @@ impl Health {
                 recording,
                 fps,
                 bitrate,
+                overwritten,
+                dropped,
                 last_frames,
                 last_bytes,
                 last_at: Instant::now(),
@@ -291,6 +308,25 @@ impl Health {
         if let Some((id, endurance_bytes)) = self.endurance {
             let percent = written as f64 * 100.0 / endurance_bytes as f64;
             self.set(id, SensorValue::Scalar(percent as f32));
+        }
+        let totals = self.store.camera_totals();
+        let mut counters = Vec::new();
+        for sensors in &self.cameras {
+            let overwritten = totals
+                .iter()
+                .find(|t| t.camera == sensors.camera.name)
+                .map_or(0, |t| t.fragments_overwritten);
+            let dropped = sensors
+                .camera
+                .activity
+                .writer
+                .get()
+                .map_or(0, |c| c.dropped_gops.load(Ordering::Relaxed));
+            counters.push((sensors.overwritten, overwritten));
+            counters.push((sensors.dropped, dropped));
+        }
+        for (id, count) in counters {
+            self.set(id, SensorValue::Scalar(count as f32));
         }
         if let Some((id, path)) = &self.temperature {
             if let Some(celsius) = read_celsius(path) {

@@ -22,7 +22,7 @@ fn main() -> anyhow::Result<()> {
     let mut writer = store.camera_writer(
         CAMERA,
         WriterOptions {
-            segment_90k: segment_seconds.parse::<i64>()? * 90_000,
+            segment_90k: Some(segment_seconds.parse::<i64>()? * 90_000),
             // Never synced by time during the test: what survives a process crash is what the
             // kernel already holds, which is every completed write.
             sync_interval: Duration::from_secs(3600),

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-pub use units::{parse_size, ByteSize, HumanDuration};
+pub use units::{parse_size, ByteSize, HumanDuration, Percent};
 
 use crate::gpio::{ControlConfig, OutputConfig, RuleConfig, SensorConfig};
 use crate::ingest::{CameraSource, Transport};
@@ -144,21 +144,26 @@ fn default_box_name() -> String {
 pub struct StorageConfig {
     /// The store directory (initialised with `edgenvr store init`).
     pub dir: PathBuf,
-    /// Target length of one segment.
-    #[serde(default = "default_segment")]
-    pub segment: HumanDuration,
+    /// Longest segment of a continuous camera: a segment ends after this long even when its
+    /// slot has room. `None` (the default): each segment fills its slot, so the store holds as
+    /// much video as its bytes allow at any bit rate.
+    pub segment: Option<HumanDuration>,
     /// How often written video is synced: the most a power cut can lose.
     #[serde(default = "default_sync_interval")]
     pub sync_interval: HumanDuration,
     /// The card's rated write endurance (e.g. "40TB" for a 32 GB high-endurance card's TBW);
     /// when set, the box reports the share of it used so far.
     pub endurance: Option<ByteSize>,
+    /// The newest event segments, as a share of the slots, that the ring never wraps over
+    /// while it has other video to wrap over (see design/storage.md, "Wrap order").
+    #[serde(default = "default_event_share")]
+    pub event_share: Percent,
 }
 
-fn default_segment() -> HumanDuration {
-    // Ten seconds: the length users know from the ffmpeg one-liner; a clip boundary is at most
-    // this far from the asked time.
-    HumanDuration::from_secs(10)
+fn default_event_share() -> Percent {
+    // A quarter: events are what a user comes back for, and the other three quarters still
+    // hold hours of continuous video on a typical card.
+    Percent(25)
 }
 
 fn default_sync_interval() -> HumanDuration {
@@ -437,16 +442,17 @@ impl Config {
     }
 
     fn check_storage(&self, problems: &mut Vec<Problem>) {
-        let segment = self.storage.segment.0;
-        // A segment must hold at least one GOP (cameras send one every 1–4 s); a segment longer
-        // than ten minutes makes a slot, and what a wrap overwrites at once, needlessly large.
-        if segment < std::time::Duration::from_secs(1)
-            || segment > std::time::Duration::from_secs(600)
-        {
-            problems.push(problem(
-                "storage.segment",
-                format!("{} is out of range (1s to 10m)", self.storage.segment),
-            ));
+        // A segment must hold at least one GOP (cameras send one every 1–4 s); a cap longer
+        // than ten minutes is no cap (a slot fills sooner at any useful bit rate).
+        if let Some(segment) = self.storage.segment {
+            if segment.0 < std::time::Duration::from_secs(1)
+                || segment.0 > std::time::Duration::from_secs(600)
+            {
+                problems.push(problem(
+                    "storage.segment",
+                    format!("{segment} is out of range (1s to 10m)"),
+                ));
+            }
         }
         if self.storage.sync_interval.0.is_zero() {
             problems.push(problem(
@@ -600,10 +606,31 @@ transport = "udp"
 "#;
 
     #[test]
+    fn the_event_share_is_a_percentage_and_a_segment_cap_is_optional() {
+        let minimal = "[storage]\ndir = \"/srv/store\"\n";
+        let config = parse(minimal).unwrap();
+        assert_eq!(config.storage.segment, None);
+        assert_eq!(config.storage.event_share, Percent(25));
+        let half = parse(&format!("{minimal}event_share = \"50%\"\n")).unwrap();
+        assert_eq!(half.storage.event_share, Percent(50));
+        for (bad, why) in [
+            ("\"150%\"", "more than 100%"),
+            ("\"25\"", "invalid percentage"),
+            ("\"a lot\"", "invalid percentage"),
+            ("25", "a percentage such as"),
+        ] {
+            let problems = parse(&format!("{minimal}event_share = {bad}\n")).unwrap_err();
+            assert_eq!(problems[0].line, Some(3), "{bad}: {problems:?}");
+            assert!(problems[0].message.contains(why), "{bad}: {problems:?}");
+        }
+    }
+
+    #[test]
     fn the_reference_config_parses() {
         let config = parse(GOOD).unwrap();
         assert_eq!(config.box_.name, "garage");
-        assert_eq!(config.storage.segment.0, std::time::Duration::from_secs(10));
+        assert_eq!(config.storage.segment, Some(HumanDuration::from_secs(10)));
+        assert_eq!(config.storage.event_share, Percent(25));
         assert_eq!(config.camera.len(), 2);
         assert_eq!(config.camera[1].transport, Transport::Udp);
         assert_eq!(config.camera[1].mode, RecordModeConfig::Continuous);

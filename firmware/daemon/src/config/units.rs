@@ -1,5 +1,6 @@
 //! The value types of the config file that are not plain TOML: durations as humantime strings
-//! ("10s", "2m 30s") and sizes as "512MiB", "8GiB", "1.5GB" or a plain number of bytes.
+//! ("10s", "2m 30s"), sizes as "512MiB", "8GiB", "1.5GB" or a plain number of bytes, and
+//! percentages as "25%".
 //!
 //! Parsing only; no I/O.
 
@@ -38,6 +39,41 @@ impl<'de> Deserialize<'de> for HumanDuration {
                 humantime::parse_duration(s)
                     .map(HumanDuration)
                     .map_err(|e| E::custom(format!("invalid duration {s:?}: {e}")))
+            }
+        }
+        deserializer.deserialize_str(V)
+    }
+}
+
+/// A whole percentage from 0 to 100, written "25%".
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Percent(pub u32);
+
+impl std::str::FromStr for Percent {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let invalid = || {
+            format!("invalid percentage {s:?}: write a whole number from 0 to 100 and '%', e.g. \"25%\"")
+        };
+        let number = s.trim().strip_suffix('%').ok_or_else(invalid)?;
+        let value: u32 = number.trim().parse().map_err(|_| invalid())?;
+        if value > 100 {
+            return Err(format!("{s:?} is more than 100%"));
+        }
+        Ok(Percent(value))
+    }
+}
+
+impl<'de> Deserialize<'de> for Percent {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Percent;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a percentage such as \"25%\"")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Percent, E> {
+                s.parse().map_err(E::custom)
             }
         }
         deserializer.deserialize_str(V)

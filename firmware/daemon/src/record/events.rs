@@ -121,12 +121,16 @@ impl EventMachine {
     ) {
         match (&mut self.active, triggered) {
             (None, true) => {
+                let video_from_wall_ms = at_wall_ms.saturating_sub(self.pre_roll_ms);
                 let event = EventInfo {
+                    // The store's writer numbers events.
+                    id: 0,
                     start_wall_ms: at_wall_ms,
+                    video_from_wall_ms,
                     end_wall_ms: None,
                     sensors: vec![sensor.to_owned()],
                 };
-                let pre_roll = self.take_pre_roll(at_wall_ms.saturating_sub(self.pre_roll_ms));
+                let pre_roll = self.take_pre_roll(video_from_wall_ms);
                 out.push(EventOp::Begin {
                     event: event.clone(),
                     pre_roll,
@@ -303,6 +307,25 @@ mod tests {
         let expected: Vec<i64> = (18..=25).map(|s| s * 1000).collect();
         assert_eq!(written.gop_starts_ms, expected, "contiguous, no GOP twice");
         assert!(!machine.is_recording());
+    }
+
+    /// Regression (found by the four-event end-to-end test): a trigger processed just after a
+    /// key frame finished the previous GOP, but stamped a few ms before that key frame, found
+    /// the ring trimmed to exactly the pre-roll of finished video and got 12 ms too little.
+    #[test]
+    fn a_trigger_stamped_just_before_the_gop_that_finished_still_gets_its_whole_pre_roll() {
+        let mut machine = EventMachine::new(2_000, 3_000, usize::MAX);
+        let mut written = Written::default();
+        run_gops(&mut machine, &mut written, 1..30, |second, m, ops| {
+            // GOP 20 (20..21 s) is finished at `second` 21; the trigger says 20.99 s.
+            if second == 21 {
+                m.trigger("pir", true, 20_990, ops);
+                m.trigger("pir", false, 20_995, ops);
+            }
+        });
+        assert_eq!(written.begins.len(), 1);
+        // 20.99 − 2 s = 18.99 s lies in GOP 18.
+        assert_eq!(written.gop_starts_ms.first(), Some(&18_000));
     }
 
     #[test]

@@ -569,7 +569,9 @@ pub(crate) mod tests {
             (
                 0,
                 writer::tests::SinkEvent::Begin(crate::store::EventInfo {
+                    id: 0,
                     start_wall_ms: 10_520,
+                    video_from_wall_ms: 8_520,
                     end_wall_ms: None,
                     sensors: vec!["pir".into()],
                 })

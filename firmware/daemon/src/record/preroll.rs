@@ -21,9 +21,13 @@ pub struct PreRoll {
 }
 
 impl PreRoll {
-    /// A ring holding at most `max_duration_90k` of video and `max_bytes` of payload. The time
-    /// budget counts whole GOPs: with 2 s GOPs a 5 s pre-roll keeps the 3 newest (up to 6 s), so
-    /// an event's recording starts at least 5 s early whenever the stream has run that long.
+    /// A ring holding `max_duration_90k` of video before the GOP in progress, within
+    /// `max_bytes` of payload. A trigger comes while a GOP is still arriving, up to a GOP after
+    /// the newest finished one ends (a little more when the key frame that finished it was
+    /// stamped after the trigger), so the ring keeps whole GOPs covering the budget plus the
+    /// newest GOP's length: with 2 s GOPs a 5 s pre-roll keeps the 4 newest (up to 8 s), and an
+    /// event's recording starts at least 5 s early whenever the stream has run that long. The
+    /// event takes only what it needs and leaves the rest.
     pub fn new(max_duration_90k: i64, max_bytes: usize) -> Self {
         Self {
             max_duration_90k,
@@ -39,12 +43,13 @@ impl PreRoll {
         self.bytes += gop.payload_bytes();
         self.duration_90k += gop.duration_90k();
         self.gops.push_back(gop);
+        let newest_90k = self.gops.back().map_or(0, Gop::duration_90k);
         while self.gops.len() > 1 {
             let Some(oldest) = self.gops.front() else {
                 break;
             };
             let without_oldest_90k = self.duration_90k - oldest.duration_90k();
-            let over_time = without_oldest_90k >= self.max_duration_90k;
+            let over_time = without_oldest_90k >= self.max_duration_90k.saturating_add(newest_90k);
             let over_bytes = self.bytes > self.max_bytes;
             if !(over_time || over_bytes) {
                 break;
@@ -98,10 +103,10 @@ mod tests {
         for i in 0..10 {
             ring.push(gop_at(i * 2 * SECOND_90K, 100));
         }
-        assert_eq!(ring.len(), 3);
-        assert_eq!(ring.duration_90k(), 6 * SECOND_90K);
+        assert_eq!(ring.len(), 4);
+        assert_eq!(ring.duration_90k(), 8 * SECOND_90K);
         let gops = ring.drain();
-        assert_eq!(gops[0].frames[0].pts_90k, 14 * SECOND_90K);
+        assert_eq!(gops[0].frames[0].pts_90k, 12 * SECOND_90K);
         assert!(ring.is_empty());
         assert_eq!(ring.bytes(), 0);
     }

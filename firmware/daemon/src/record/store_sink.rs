@@ -20,14 +20,13 @@ impl GopSink for CameraWriter {
     }
 
     fn begin_event(&mut self, event: &EventInfo) -> Result<(), StoreError> {
-        CameraWriter::begin_event(self, event.clone())
+        let id = CameraWriter::begin_event(self, event.clone())?;
+        tracing::debug!(camera = %self.camera(), event = id, "event marked in the store");
+        Ok(())
     }
 
     fn end_event(&mut self, end_wall_ms: i64) -> Result<(), StoreError> {
-        let ended = CameraWriter::end_event(self, end_wall_ms);
-        // Events mode writes nothing between events: close the segment (synced) now rather
-        // than leaving it open for a sync timer.
-        let closed = self.end_segment();
-        ended.and(closed)
+        // Synced; the segment stays open so the next event fills the rest of its slot.
+        CameraWriter::end_event(self, end_wall_ms)
     }
 }

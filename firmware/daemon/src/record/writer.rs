@@ -32,8 +32,8 @@ pub trait GopSink: Send + 'static {
     /// Marks what is appended from now on as video of `event` (called again with more sensors
     /// when another trigger joins a running event).
     fn begin_event(&mut self, event: &EventInfo) -> Result<(), Self::Error>;
-    /// Records the event's end and ends the segment (synced), so nothing more is written until
-    /// the next GOP or event.
+    /// Records the event's end and makes what was written durable; nothing more is written
+    /// until the next GOP or event.
     fn end_event(&mut self, end_wall_ms: i64) -> Result<(), Self::Error>;
 }
 

@@ -1,6 +1,6 @@
-//! The HTTP routes: `GET /api/recordings` and `GET /api/clip.mp4`, the token check in front of
-//! every route, and the JSON error bodies (400 bad query, 401 no or wrong token, 404 no video,
-//! 416 bad range, 500 store failure).
+//! The HTTP routes: `GET /api/recordings` and `GET /api/clip.mp4` (a time range, or one event by
+//! id), the token check in front of every route, and the JSON error bodies (400 bad query, 401
+//! no or wrong token, 404 no video or no such event, 416 bad range, 500 store failure).
 //!
 //! Handlers parse the query, plan on the blocking pool (the store does file I/O) and answer; a
 //! clip body streams from [`super::clip::body_stream`].
@@ -132,12 +132,13 @@ async fn not_found() -> ApiError {
     )
 }
 
-/// The query of both endpoints (`token` is read by the middleware).
+/// The query of both endpoints (`token` is read by the middleware); `event` only for clips.
 #[derive(Debug, Deserialize)]
 struct TimeQuery {
     camera: Option<String>,
     from: Option<String>,
     to: Option<String>,
+    event: Option<u64>,
 }
 
 fn parse_time(name: &str, value: Option<&str>) -> Result<Option<i64>, ApiError> {
@@ -149,11 +150,12 @@ fn parse_time(name: &str, value: Option<&str>) -> Result<Option<i64>, ApiError> 
         .transpose()
 }
 
-/// A query after checking: the camera (if named) and the times as Unix ms.
+/// A query after checking: the camera (if named), the times as Unix ms, the event (if named).
 struct CheckedQuery {
     camera: Option<String>,
     from: Option<i64>,
     to: Option<i64>,
+    event: Option<u64>,
 }
 
 fn parse_query(
@@ -170,10 +172,17 @@ fn parse_query(
             ));
         }
     }
+    if query.event.is_some() && (from.is_some() || to.is_some()) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "give either event or from/to, not both",
+        ));
+    }
     Ok(CheckedQuery {
         camera: query.camera.filter(|c| !c.is_empty()),
         from,
         to,
+        event: query.event,
     })
 }
 
@@ -190,7 +199,9 @@ async fn recordings(
     State(state): State<ApiState>,
     query: Result<Query<TimeQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let CheckedQuery { camera, from, to } = parse_query(query)?;
+    let CheckedQuery {
+        camera, from, to, ..
+    } = parse_query(query)?;
     let store = state.store.clone();
     let listed = blocking(move || store.recordings()).await?;
     let body = recordings_json(&listed, camera.as_deref(), from, to);
@@ -244,12 +255,17 @@ fn recordings_json(
                 .filter(|e| overlaps(e.video_start_wall_ms, e.video_end_wall_ms))
                 .map(|e| {
                     serde_json::json!({
+                        "id": e.id,
                         "start": format_ms(e.video_start_wall_ms),
                         "end": format_ms(e.video_end_wall_ms),
                         "start_ms": e.video_start_wall_ms,
                         "end_ms": e.video_end_wall_ms,
                         "trigger_start_ms": e.start_wall_ms,
                         "trigger_end_ms": e.end_wall_ms,
+                        "video_from_ms": e.video_from_wall_ms,
+                        "duration_ms": e.media_duration_90k * 1000 / u64::from(TIMESCALE_90K),
+                        "fragments": e.fragments,
+                        "frames": e.frames,
                         "sensors": e.sensors,
                     })
                 })
@@ -266,18 +282,34 @@ async fn clip(
     headers: HeaderMap,
     query: Result<Query<TimeQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let CheckedQuery { camera, from, to } = parse_query(query)?;
+    let CheckedQuery {
+        camera,
+        from,
+        to,
+        event,
+    } = parse_query(query)?;
     let Ok(permit) = Arc::clone(&state.downloads).try_acquire_owned() else {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("{MAX_CLIP_DOWNLOADS} clip downloads are already running; try again later"),
         ));
     };
-    let missing =
-        |name: &str| ApiError::new(StatusCode::BAD_REQUEST, format!("{name} is required"));
-    let camera = camera.ok_or_else(|| missing("camera"))?;
-    let from = from.ok_or_else(|| missing("from"))?;
-    let to = to.ok_or_else(|| missing("to"))?;
+    let (camera, from, to) = match event {
+        Some(id) => event_span(&state.store, id, camera).await?,
+        None => {
+            let missing = |name: &str| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("{name} is required (or give event=ID)"),
+                )
+            };
+            (
+                camera.ok_or_else(|| missing("camera"))?,
+                from.ok_or_else(|| missing("from"))?,
+                to.ok_or_else(|| missing("to"))?,
+            )
+        }
+    };
     let store = state.store.clone();
     let plan = {
         let camera = camera.clone();
@@ -370,6 +402,36 @@ async fn clip(
     Ok(response)
 }
 
+/// The camera and video span (pre-roll start to post-roll end) of event `id`, as listed.
+async fn event_span(
+    store: &Store,
+    id: u64,
+    camera: Option<String>,
+) -> Result<(String, i64, i64), ApiError> {
+    let store = store.clone();
+    let listed = blocking(move || store.recordings()).await?;
+    listed
+        .iter()
+        .filter(|c| camera.as_deref().is_none_or(|name| c.camera == name))
+        .find_map(|c| {
+            let event = c.events.iter().find(|e| e.id == id)?;
+            Some((
+                c.camera.clone(),
+                event.video_start_wall_ms,
+                event.video_end_wall_ms,
+            ))
+        })
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "no event {id}{} in the store (never recorded, or wrapped over since)",
+                    camera.map_or_else(String::new, |c| format!(" of camera {c:?}"))
+                ),
+            )
+        })
+}
+
 fn insert(response: &mut Response, name: header::HeaderName, value: String) {
     if let Ok(value) = HeaderValue::from_str(&value) {
         response.headers_mut().insert(name, value);
@@ -387,12 +449,16 @@ mod tests {
 
     fn event(start_wall_ms: i64, end_wall_ms: i64) -> EventRecording {
         EventRecording {
+            id: 7,
             start_wall_ms: start_wall_ms + 2_000,
             end_wall_ms: Some(end_wall_ms - 3_000),
             sensors: vec!["pir-hall".into()],
+            video_from_wall_ms: start_wall_ms,
             video_start_wall_ms: start_wall_ms,
             video_end_wall_ms: end_wall_ms,
             media_duration_90k: 0,
+            fragments: 1,
+            frames: 1,
             segment_ids: vec![1],
         }
     }

@@ -9,7 +9,9 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 
-use super::{fsck, init_store, InitOptions, InitOutcome, InitProgress, Store};
+use super::{
+    fsck, init_store, CameraRecordings, CameraTotals, InitOptions, InitOutcome, InitProgress, Store,
+};
 use crate::media::TIMESCALE_90K;
 
 /// Arguments of `edgenvr store`.
@@ -136,66 +138,120 @@ pub fn run(
         StoreCommand::Ls { dir, json } => {
             let store = Store::open_read_only(&dir)
                 .with_context(|| format!("opening store {}", dir.display()))?;
-            let recordings = store.recordings();
+            let listing = Listing::of(&store);
             if json {
-                serde_json::to_writer_pretty(&mut *out, &recordings)?;
+                serde_json::to_writer_pretty(&mut *out, &listing)?;
                 writeln!(out)?;
-                return Ok(ExitCode::SUCCESS);
-            }
-            if recordings.is_empty() {
-                writeln!(out, "no recordings in {}", dir.display())?;
-            }
-            for camera in &recordings {
-                let media_90k: u64 = camera.ranges.iter().map(|r| r.media_duration_90k).sum();
-                writeln!(
-                    out,
-                    "{}: {} recorded in {} range(s)",
-                    camera.camera,
-                    human_duration_90k(media_90k),
-                    camera.ranges.len()
-                )?;
-                for range in &camera.ranges {
-                    if let Some(gap_ms) = range.gap_before_ms {
-                        if range.clock_jump_before {
-                            writeln!(
-                                out,
-                                "  -- wall clock stepped {}{} (not a gap) --",
-                                if gap_ms < 0 { "back " } else { "forward " },
-                                human_duration_ms(gap_ms.unsigned_abs())
-                            )?;
-                        } else {
-                            writeln!(out, "  -- gap {} --", human_duration_ms(gap_ms as u64))?;
-                        }
-                    }
-                    writeln!(
-                        out,
-                        "  {} .. {}  {}  {} segment(s), {} frames, {}",
-                        format_wall_ms(range.start_wall_ms),
-                        format_wall_ms(range.end_wall_ms),
-                        human_duration_90k(range.media_duration_90k),
-                        range.segments,
-                        range.frames,
-                        human_bytes(range.bytes)
-                    )?;
-                }
-                for event in &camera.events {
-                    writeln!(
-                        out,
-                        "  event {} .. {}  sensors: {}  video {} .. {} ({})",
-                        format_wall_ms(event.start_wall_ms),
-                        event
-                            .end_wall_ms
-                            .map_or_else(|| "(no end recorded)".to_owned(), format_wall_ms),
-                        event.sensors.join(", "),
-                        format_wall_ms(event.video_start_wall_ms),
-                        format_wall_ms(event.video_end_wall_ms),
-                        human_duration_90k(event.media_duration_90k)
-                    )?;
-                }
+            } else {
+                print_listing(&listing, &dir, out)?;
             }
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// What `store ls` prints: per camera its ranges, events and fragment totals.
+#[derive(Debug, serde::Serialize)]
+struct Listing {
+    cameras: Vec<CameraListing>,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct CameraListing {
+    #[serde(flatten)]
+    recordings: CameraRecordings,
+    totals: CameraTotals,
+}
+
+impl Listing {
+    fn of(store: &Store) -> Listing {
+        let mut recordings = store.recordings();
+        let cameras = store
+            .camera_totals()
+            .into_iter()
+            .map(|totals| {
+                let recordings = match recordings.iter().position(|r| r.camera == totals.camera) {
+                    Some(at) => recordings.remove(at),
+                    None => CameraRecordings {
+                        camera: totals.camera.clone(),
+                        ranges: Vec::new(),
+                        events: Vec::new(),
+                    },
+                };
+                CameraListing { recordings, totals }
+            })
+            .collect();
+        Listing { cameras }
+    }
+}
+
+fn print_listing(
+    listing: &Listing,
+    dir: &std::path::Path,
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
+    if listing
+        .cameras
+        .iter()
+        .all(|c| c.recordings.ranges.is_empty())
+    {
+        writeln!(out, "no recordings in {}", dir.display())?;
+    }
+    for CameraListing { recordings, totals } in &listing.cameras {
+        let media_90k: u64 = recordings.ranges.iter().map(|r| r.media_duration_90k).sum();
+        writeln!(
+            out,
+            "{}: {} recorded in {} range(s), {} event(s); fragments: {} written, {} listed, {} \
+             wrapped over",
+            recordings.camera,
+            human_duration_90k(media_90k),
+            recordings.ranges.len(),
+            recordings.events.len(),
+            totals.fragments_written,
+            totals.fragments_listed,
+            totals.fragments_overwritten,
+        )?;
+        for range in &recordings.ranges {
+            if let Some(gap_ms) = range.gap_before_ms {
+                if range.clock_jump_before {
+                    writeln!(
+                        out,
+                        "  -- wall clock stepped {}{} (not a gap) --",
+                        if gap_ms < 0 { "back " } else { "forward " },
+                        human_duration_ms(gap_ms.unsigned_abs())
+                    )?;
+                } else {
+                    writeln!(out, "  -- gap {} --", human_duration_ms(gap_ms as u64))?;
+                }
+            }
+            writeln!(
+                out,
+                "  {} .. {}  {}  {} segment(s), {} frames, {}",
+                format_wall_ms(range.start_wall_ms),
+                format_wall_ms(range.end_wall_ms),
+                human_duration_90k(range.media_duration_90k),
+                range.segments,
+                range.frames,
+                human_bytes(range.bytes)
+            )?;
+        }
+        for event in &recordings.events {
+            writeln!(
+                out,
+                "  event {}: {} .. {}  sensors: {}  video {} .. {} ({})",
+                event.id,
+                format_wall_ms(event.start_wall_ms),
+                event
+                    .end_wall_ms
+                    .map_or_else(|| "(no end recorded)".to_owned(), format_wall_ms),
+                event.sensors.join(", "),
+                format_wall_ms(event.video_start_wall_ms),
+                format_wall_ms(event.video_end_wall_ms),
+                human_duration_90k(event.media_duration_90k)
+            )?;
+        }
+    }
+    Ok(())
 }
 
 /// Progress of `store init`: a self-updating line on a terminal, a line per 10 % otherwise.

@@ -6,7 +6,8 @@
 //! ```text
 //! offset 0     free box, 4096 bytes: slot header (magic "EVSH", segment id, camera, checksums)
 //! 4096         ftyp + moov: the segment's init segment (init_len bytes)
-//! ...          per fragment: free box, 72 bytes: fragment header (magic "EVFH"), then moof + mdat
+//! ...          per fragment: free box, 72 bytes: fragment header (magic "EVFH"), then moof + mdat;
+//!              between fragments, event records: a free box (magic "EVER") with an event's state
 //! ...          free box header (8 bytes) whose size reaches the slot end: covers older bytes
 //! ```
 //!
@@ -25,12 +26,15 @@ pub const MARKER_FILE: &str = "edgenvr-store.json";
 pub const SLOTS_DIR: &str = "slots";
 /// The `format` field of every marker.
 pub const MARKER_FORMAT: &str = "edgenvr-store";
-/// The format version this code writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The format version this code writes and reads. Version 2 (issue 11) put event records in the
+/// fragment chain (version 1 had one event per slot, in the slot header page) and added a flags
+/// byte to fragment headers and the camera's fragment counter to slot headers. A version-1 store
+/// is refused with a message saying so ([`read_marker`](super::init)); version-1 binaries refuse
+/// version-2 stores the same way.
+pub const FORMAT_VERSION: u32 = 2;
 /// The marker is padded to one 512-byte sector so rewriting it in place is a single sector write.
 pub const MARKER_BYTES: usize = 512;
-/// The slot header region: one 4 KiB page, so the init segment starts page-aligned and the
-/// header's reserved tail leaves room for event metadata.
+/// The slot header region: one 4 KiB page, so the init segment starts page-aligned.
 pub const SLOT_HEADER_BYTES: u64 = 4096;
 /// The fragment header box: 8-byte box header plus 64 bytes of fields.
 pub const FRAGMENT_HEADER_BYTES: u64 = 72;
@@ -41,6 +45,7 @@ pub const MAX_CAMERA_NAME_BYTES: usize = 64;
 
 const SLOT_MAGIC: &[u8; 4] = b"EVSH";
 const FRAGMENT_MAGIC: &[u8; 4] = b"EVFH";
+const EVENT_MAGIC: &[u8; 4] = b"EVER";
 /// Bytes of the slot header payload covered by its checksum (the checksum follows them).
 const SLOT_HEADER_CHECKED_BYTES: usize = 248;
 /// Bytes of the fragment header payload covered by its checksum (the checksum follows them).
@@ -95,14 +100,14 @@ pub fn slot_path(dir: &Path, index: u32) -> PathBuf {
     dir.join(SLOTS_DIR).join(format!("slot-{index:05}.mp4"))
 }
 
-/// What kind of recording a segment holds. Only continuous recording writes segments so far;
-/// the byte is there so event segments can be marked and protected without a format change.
+/// What kind of recording a segment holds, as decided when it started (a segment of either kind
+/// may also hold event records that start later: see [`SegmentInfo::is_event`](super::SegmentInfo)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SegmentKind {
     /// Continuous recording: wraps over the oldest.
     Continuous,
-    /// Event video (reserved for event recording).
+    /// Started while an event was being recorded.
     Event,
 }
 
@@ -139,6 +144,10 @@ pub struct SlotHeader {
     pub lifetime_syncs_before: u64,
     /// Segments written to this slot before this one (laps).
     pub laps_before: u32,
+    /// Fragments the camera had written to the store before this segment: its running total,
+    /// which the newest segment carries forward so the store can say how many were written,
+    /// are listed and were wrapped over ([`CameraTotals`](super::CameraTotals)).
+    pub camera_fragments_before: u64,
 }
 
 /// Why header bytes were not accepted.
@@ -196,6 +205,7 @@ impl SlotHeader {
         put_u64(buf, self.lifetime_syncs_before);
         put_u32(buf, self.laps_before);
         put_u8(buf, u8::from(self.has_audio));
+        put_u64(buf, self.camera_fragments_before);
         let name = self.camera.as_bytes();
         let name = name.get(..MAX_CAMERA_NAME_BYTES).unwrap_or(name);
         put_u8(buf, name.len() as u8);
@@ -203,7 +213,7 @@ impl SlotHeader {
         put_zeros(buf, SLOT_HEADER_CHECKED_BYTES - (buf.len() - payload_start));
         let crc = CRC32C.checksum(&buf[payload_start..]);
         put_u32(buf, crc);
-        // The rest of the page up to EVENT_REGION_OFFSET stays zero; the event region follows.
+        // The rest of the page stays zero.
         put_zeros(buf, SLOT_HEADER_BYTES as usize - (buf.len() - start));
     }
 
@@ -260,6 +270,7 @@ impl SlotHeader {
         let lifetime_syncs_before = r.u64().ok_or(field("lifetime_syncs"))?;
         let laps_before = r.u32().ok_or(field("laps"))?;
         let has_audio = r.u8().ok_or(field("has_audio"))? != 0;
+        let camera_fragments_before = r.u64().ok_or(field("camera_fragments"))?;
         let name_len = usize::from(r.u8().ok_or(field("camera"))?);
         if name_len > MAX_CAMERA_NAME_BYTES {
             return Err(field("camera"));
@@ -285,63 +296,157 @@ impl SlotHeader {
             lifetime_bytes_before,
             lifetime_syncs_before,
             laps_before,
+            camera_fragments_before,
         })
     }
 }
 
-/// Where a slot's event metadata starts: the second 512-byte sector of the header page, so
-/// rewriting it (when an event starts or ends during a segment) can never tear the first sector,
-/// which holds the segment header itself.
-pub const EVENT_REGION_OFFSET: u64 = 512;
-/// Bytes available for event metadata.
-pub const EVENT_REGION_BYTES: usize = (SLOT_HEADER_BYTES - EVENT_REGION_OFFSET) as usize;
-const EVENT_MAGIC: &[u8; 4] = b"EVEV";
-/// Magic, length (u16) and CRC-32C (u32) before the JSON.
-const EVENT_PREFIX_BYTES: usize = 10;
+/// Most sensors an event record names; more are dropped from the end (the config's sensors are
+/// few, so this only bounds what a damaged or hostile record can claim).
+pub const MAX_EVENT_SENSORS: usize = 32;
+/// Longest sensor name an event record holds, in bytes (config names are at most 32 characters).
+pub const MAX_EVENT_SENSOR_BYTES: usize = 64;
+/// Longest event record: fixed fields, [`MAX_EVENT_SENSORS`] names, checksum.
+pub const MAX_EVENT_RECORD_BYTES: u64 =
+    EVENT_RECORD_FIXED_BYTES + (MAX_EVENT_SENSORS * (1 + MAX_EVENT_SENSOR_BYTES)) as u64 + 4;
+/// Box header, magic, version, flags, reserved, segment id, position, event id, three times,
+/// sensor count.
+const EVENT_RECORD_FIXED_BYTES: u64 = 8 + 4 + 1 + 1 + 2 + 8 + 4 + 8 + 8 + 8 + 8 + 1;
+const EVENT_ENDED_FLAG: u8 = 1;
 
-/// What an event segment records: written into the slot's event region.
+/// An event as recorded: what happened, when, and which video it asks for. Written into the
+/// fragment chain as an [`EventRecord`] whenever it changes (begin, a sensor joins, end) and
+/// at the start of each further segment while it lasts; the newest record of an event wins.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EventInfo {
-    /// When the event started (first trigger), Unix ms. Segments of one event share it.
+    /// Store-wide event number, assigned by the camera writer when the event begins.
+    pub id: u64,
+    /// When the event started (first trigger), Unix ms.
     pub start_wall_ms: i64,
+    /// Where its video is to start: the trigger minus the camera's pre-roll, Unix ms. The
+    /// listing clips it to the video that exists (and rounds it down to a key frame).
+    pub video_from_wall_ms: i64,
     /// When it ended (post-roll over), Unix ms; `None` while it lasts or if the recorder stopped.
     pub end_wall_ms: Option<i64>,
     /// Names of the sensors that triggered it.
     pub sensors: Vec<String>,
 }
 
-impl EventInfo {
-    /// The event region bytes (at most [`EVENT_REGION_BYTES`]): magic, length, CRC-32C, JSON.
-    /// Sensor names are dropped from the end if the JSON would not fit.
-    pub fn encode_region(&self) -> Vec<u8> {
-        let mut event = self.clone();
-        let mut json = serde_json::to_vec(&event).unwrap_or_default();
-        while json.len() + EVENT_PREFIX_BYTES > EVENT_REGION_BYTES && event.sensors.pop().is_some()
-        {
-            json = serde_json::to_vec(&event).unwrap_or_default();
+/// One event record in a segment's chain: the event's state at the time of writing, and how
+/// many of the segment's fragments precede the record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventRecord {
+    /// The fragments of the segment written before this record.
+    pub after_fragments: u32,
+    /// The event's state.
+    pub event: EventInfo,
+}
+
+impl EventRecord {
+    /// Appends the record box (a `free` box, [`EventRecord::encoded_len`] bytes) for segment
+    /// `segment_id` to `buf`. Sensor names beyond [`MAX_EVENT_SENSORS`] or longer than
+    /// [`MAX_EVENT_SENSOR_BYTES`] are left out.
+    pub fn encode(&self, segment_id: u64, buf: &mut Vec<u8>) {
+        let sensors: Vec<&String> = self.kept_sensors().collect();
+        let size = self.encoded_len();
+        let start = buf.len();
+        put_free_box_header(buf, size as u32);
+        buf.extend_from_slice(EVENT_MAGIC);
+        put_u8(buf, FORMAT_VERSION as u8);
+        let ended = self.event.end_wall_ms.is_some();
+        put_u8(buf, if ended { EVENT_ENDED_FLAG } else { 0 });
+        put_u16(buf, 0);
+        put_u64(buf, segment_id);
+        put_u32(buf, self.after_fragments);
+        put_u64(buf, self.event.id);
+        put_u64(buf, self.event.start_wall_ms as u64);
+        put_u64(buf, self.event.video_from_wall_ms as u64);
+        put_u64(buf, self.event.end_wall_ms.unwrap_or(0) as u64);
+        put_u8(buf, sensors.len() as u8);
+        for sensor in sensors {
+            put_u8(buf, sensor.len() as u8);
+            buf.extend_from_slice(sensor.as_bytes());
         }
-        let mut region = Vec::with_capacity(json.len() + EVENT_PREFIX_BYTES);
-        region.extend_from_slice(EVENT_MAGIC);
-        put_u16(&mut region, json.len() as u16);
-        put_u32(&mut region, CRC32C.checksum(&json));
-        region.extend_from_slice(&json);
-        region
+        let crc = CRC32C.checksum(&buf[start + 8..]);
+        put_u32(buf, crc);
+        debug_assert_eq!((buf.len() - start) as u64, size);
     }
 
-    /// Decodes the event region (the header page from [`EVENT_REGION_OFFSET`]); `None` when it
-    /// holds no intact event.
-    pub fn decode_region(region: &[u8]) -> Option<EventInfo> {
-        let mut r = Reader::new(region);
-        if r.take(4)? != EVENT_MAGIC {
+    /// Bytes [`EventRecord::encode`] appends.
+    pub fn encoded_len(&self) -> u64 {
+        EVENT_RECORD_FIXED_BYTES + self.kept_sensors().map(|s| 1 + s.len() as u64).sum::<u64>() + 4
+    }
+
+    fn kept_sensors(&self) -> impl Iterator<Item = &String> {
+        self.event
+            .sensors
+            .iter()
+            .filter(|s| s.len() <= MAX_EVENT_SENSOR_BYTES)
+            .take(MAX_EVENT_SENSORS)
+    }
+
+    /// The declared size of the record box starting at `head` (its first bytes), when `head`
+    /// starts with an event record's box header and magic; `None` otherwise.
+    pub fn declared_len(head: &[u8]) -> Option<u64> {
+        let mut r = Reader::new(head);
+        let size = u64::from(r.u32()?);
+        (r.take(4)? == b"free" && r.take(4)? == EVENT_MAGIC).then_some(size)
+    }
+
+    /// Decodes a whole record box, checking its checksum; returns the record and its segment id.
+    /// `None` for anything else (damage, another box, a different version).
+    pub fn decode(bytes: &[u8]) -> Option<(EventRecord, u64)> {
+        let size = usize::try_from(Self::declared_len(bytes)?).ok()?;
+        if !(EVENT_RECORD_FIXED_BYTES as usize + 4..=MAX_EVENT_RECORD_BYTES as usize)
+            .contains(&size)
+        {
             return None;
         }
-        let len = usize::from(r.u16()?);
-        let crc = r.u32()?;
-        let json = r.take(len)?;
-        if CRC32C.checksum(json) != crc {
+        let bytes = bytes.get(..size)?;
+        let (checked, crc) = bytes.get(8..)?.split_at(size - 8 - 4);
+        if CRC32C.checksum(checked) != u32::from_be_bytes(crc.try_into().ok()?) {
             return None;
         }
-        serde_json::from_slice(json).ok()
+        let mut r = Reader::new(checked);
+        r.take(4)?;
+        if u32::from(r.u8()?) != FORMAT_VERSION {
+            return None;
+        }
+        let flags = r.u8()?;
+        r.u16()?;
+        let segment_id = r.u64()?;
+        let after_fragments = r.u32()?;
+        let id = r.u64()?;
+        let start_wall_ms = r.u64()? as i64;
+        let video_from_wall_ms = r.u64()? as i64;
+        let end_wall_ms = r.u64()? as i64;
+        let count = usize::from(r.u8()?);
+        if count > MAX_EVENT_SENSORS {
+            return None;
+        }
+        let mut sensors = Vec::with_capacity(count);
+        for _ in 0..count {
+            let len = usize::from(r.u8()?);
+            let name = std::str::from_utf8(r.take(len)?).ok()?;
+            sensors.push(name.to_owned());
+        }
+        if r.remaining() != 0 {
+            return None;
+        }
+        let event = EventInfo {
+            id,
+            start_wall_ms,
+            video_from_wall_ms,
+            end_wall_ms: (flags & EVENT_ENDED_FLAG != 0).then_some(end_wall_ms),
+            sensors,
+        };
+        Some((
+            EventRecord {
+                after_fragments,
+                event,
+            },
+            segment_id,
+        ))
     }
 }
 
@@ -364,7 +469,14 @@ pub struct FragmentHeader {
     pub frame_count: u32,
     /// fdatasync calls on this segment before this fragment was written (wear counter).
     pub segment_syncs: u32,
+    /// Video is missing before this fragment: the camera's media time jumped (a reconnect, or
+    /// the gap between two events of an events-mode camera). The segment's own timeline runs on
+    /// without the gap; the wall clock says how long it was.
+    pub discontinuity: bool,
 }
+
+/// [`FragmentHeader::discontinuity`] in the flags byte.
+const DISCONTINUITY_FLAG: u8 = 1;
 
 impl FragmentHeader {
     /// Appends the 72-byte header box to `buf`; the checksum covers the fields and `body`.
@@ -373,7 +485,15 @@ impl FragmentHeader {
         let payload_start = buf.len();
         buf.extend_from_slice(FRAGMENT_MAGIC);
         put_u8(buf, FORMAT_VERSION as u8);
-        put_zeros(buf, 3);
+        put_u8(
+            buf,
+            if self.discontinuity {
+                DISCONTINUITY_FLAG
+            } else {
+                0
+            },
+        );
+        put_zeros(buf, 2);
         put_u64(buf, self.segment_id);
         put_u32(buf, self.index);
         put_u32(buf, self.body_len);
@@ -404,7 +524,8 @@ impl FragmentHeader {
         if r.take(4)? != FRAGMENT_MAGIC || u32::from(r.u8()?) != FORMAT_VERSION {
             return None;
         }
-        r.take(3)?;
+        let flags = r.u8()?;
+        r.take(2)?;
         let header = FragmentHeader {
             segment_id: r.u64()?,
             index: r.u32()?,
@@ -414,6 +535,7 @@ impl FragmentHeader {
             duration_90k: r.u32()?,
             frame_count: r.u32()?,
             segment_syncs: r.u32()?,
+            discontinuity: flags & DISCONTINUITY_FLAG != 0,
         };
         let crc_at = 8 + FRAGMENT_HEADER_CHECKED_BYTES;
         let crc = u32::from_be_bytes(bytes.get(crc_at..crc_at + 4)?.try_into().ok()?);
@@ -472,6 +594,10 @@ impl<'a> Reader<'a> {
     fn u64(&mut self) -> Option<u64> {
         self.take(8)?.try_into().ok().map(u64::from_be_bytes)
     }
+
+    fn remaining(&self) -> usize {
+        self.bytes.len().saturating_sub(self.at)
+    }
 }
 
 #[cfg(test)]
@@ -495,6 +621,7 @@ mod tests {
             lifetime_bytes_before: 1 << 33,
             lifetime_syncs_before: 99,
             laps_before: 3,
+            camera_fragments_before: 1234,
         }
     }
 
@@ -529,6 +656,7 @@ mod tests {
             duration_90k: 90_000,
             frame_count: 25,
             segment_syncs: 1,
+            discontinuity: true,
         };
         let body = [1u8, 2, 3];
         let mut buf = Vec::new();
@@ -553,28 +681,57 @@ mod tests {
         assert!(FragmentHeader::decode(&buf).is_none());
     }
 
+    fn record(end_wall_ms: Option<i64>, sensors: Vec<String>) -> EventRecord {
+        EventRecord {
+            after_fragments: 3,
+            event: EventInfo {
+                id: 17,
+                start_wall_ms: 1_700_000_005_000,
+                video_from_wall_ms: 1_700_000_000_000,
+                end_wall_ms,
+                sensors,
+            },
+        }
+    }
+
     #[test]
-    fn event_region_round_trips_and_rejects_damage() {
-        let event = EventInfo {
-            start_wall_ms: 1_700_000_000_000,
-            end_wall_ms: None,
-            sensors: vec!["pir-door".into(), "pir-yard".into()],
-        };
-        let mut region = event.encode_region();
-        assert_eq!(&region[..4], b"EVEV");
-        assert_eq!(EventInfo::decode_region(&region), Some(event));
-        let last = region.len() - 1;
-        region[last] ^= 1;
-        assert_eq!(EventInfo::decode_region(&region), None);
-        assert_eq!(EventInfo::decode_region(&[0u8; 100]), None);
-        let crowded = EventInfo {
-            start_wall_ms: 0,
-            end_wall_ms: Some(1),
-            sensors: vec!["x".repeat(100); 100],
-        };
-        let region = crowded.encode_region();
-        assert!(region.len() <= EVENT_REGION_BYTES);
-        assert!(EventInfo::decode_region(&region).is_some());
+    fn event_records_round_trip_and_reject_every_bit_flip() {
+        for end in [None, Some(1_700_000_009_500)] {
+            let record = record(end, vec!["pir-door".into(), "pir-yard".into()]);
+            let mut bytes = Vec::new();
+            record.encode(42, &mut bytes);
+            assert_eq!(bytes.len() as u64, record.encoded_len());
+            assert_eq!(&bytes[4..12], b"freeEVER");
+            assert_eq!(EventRecord::declared_len(&bytes), Some(bytes.len() as u64));
+            assert_eq!(EventRecord::decode(&bytes), Some((record.clone(), 42)));
+            // A record is never mistaken for a fragment header, nor a fragment for a record.
+            assert!(FragmentHeader::decode(&bytes).is_none());
+            for bit in 0..bytes.len() * 8 {
+                let mut damaged = bytes.clone();
+                damaged[bit / 8] ^= 1 << (bit % 8);
+                assert_eq!(
+                    EventRecord::decode(&damaged),
+                    None,
+                    "bit {bit} flipped and still decoded"
+                );
+            }
+        }
+        assert_eq!(EventRecord::decode(&[0u8; 100]), None);
+    }
+
+    #[test]
+    fn an_event_record_keeps_at_most_its_bounds_of_sensors() {
+        let crowded = record(Some(1), vec!["x".repeat(32); 100]);
+        let mut bytes = Vec::new();
+        crowded.encode(1, &mut bytes);
+        assert!(bytes.len() as u64 <= MAX_EVENT_RECORD_BYTES);
+        let (decoded, _) = EventRecord::decode(&bytes).unwrap();
+        assert_eq!(decoded.event.sensors.len(), MAX_EVENT_SENSORS);
+        let overlong = record(None, vec!["y".repeat(65), "ok".into()]);
+        let mut bytes = Vec::new();
+        overlong.encode(1, &mut bytes);
+        let (decoded, _) = EventRecord::decode(&bytes).unwrap();
+        assert_eq!(decoded.event.sensors, vec!["ok".to_string()]);
     }
 
     #[test]

@@ -5,14 +5,16 @@
 //! stamped with by the recorder, and its media duration (from RTP). Inside one segment media time
 //! is continuous, so when two fragments of one segment disagree with it by more than
 //! [`GAP_TOLERANCE_MS`], the wall clock was stepped (a Pi without an RTC getting NTP time): the
-//! range is split there and the new range is marked `clock_jump_before`, not shown as a gap.
+//! range is split there and the new range is marked `clock_jump_before`, not shown as a gap. A
+//! fragment marked as a discontinuity (media time jumped: a reconnect, or the time between two
+//! events of an events-mode camera) starts a new range like a segment boundary does.
 //! Between segments a wall time earlier than the previous end is also a clock step; a later one is
 //! a gap (a forward step while a camera was reconnecting cannot be told from an outage). Ranges
 //! are listed in recording order, so after a backward step they may overlap in wall time.
 
 use std::collections::BTreeMap;
 
-use super::SegmentInfo;
+use super::{EventInfo, FragmentInfo, SegmentInfo};
 use crate::media::TIMESCALE_90K;
 
 /// Wall-clock stamps jitter with network delivery by far less than a second; an outage or a
@@ -26,26 +28,62 @@ pub struct CameraRecordings {
     pub camera: String,
     /// Continuous stretches, in recording order.
     pub ranges: Vec<RecordingRange>,
-    /// Recorded events, in recording order.
+    /// Recorded events, in the order they began.
     pub events: Vec<EventRecording>,
 }
 
-/// An event and the video kept of it.
+/// What became of a camera's fragments: every fragment its writer put in the store is either
+/// still listed or was wrapped over by the ring, so `written == listed + overwritten` (a slot
+/// the recovery scan found damaged counts as wrapped over; `edgenvr store fsck` names it).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct CameraTotals {
+    /// Camera name.
+    pub camera: String,
+    /// Fragments (GOPs) the camera has written to the store: a running count carried from
+    /// segment to segment in its slot headers, so it survives restarts. Rebuilt at open from
+    /// the camera's newest surviving segment: exact unless the ring wrapped over the camera's
+    /// newer segments while an older one survived (a protected event) or over all of them —
+    /// then it restarts from what is left. Within one run the `_since_open` counts are exact.
+    pub fragments_written: u64,
+    /// Fragments listed now.
+    pub fragments_listed: u64,
+    /// Fragments wrapped over by the ring.
+    pub fragments_overwritten: u64,
+    /// Of `fragments_written`, those written since the store was opened (exact).
+    #[serde(skip)]
+    pub written_since_open: u64,
+    /// Of `fragments_overwritten`, those wrapped over since the store was opened (exact).
+    #[serde(skip)]
+    pub overwritten_since_open: u64,
+}
+
+/// An event and the video kept of it: from its pre-roll start to its post-roll end, wherever
+/// that video sits (in its own segments, in the previous event's post-roll, across several
+/// segments), clipped to the video that exists.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct EventRecording {
-    /// When the event started, Unix ms (from the event metadata).
+    /// Store-wide event number (`nvrctl pull --event ID`).
+    pub id: u64,
+    /// When the event started (the first trigger), Unix ms.
     pub start_wall_ms: i64,
-    /// When it ended, Unix ms; `None` if the end was never recorded (still running, or the
-    /// recorder stopped first).
+    /// When it ended (post-roll over), Unix ms; `None` if the end was never recorded (still
+    /// running, or the recorder stopped first).
     pub end_wall_ms: Option<i64>,
     /// The sensors that triggered it.
     pub sensors: Vec<String>,
-    /// Wall-clock time of the first frame kept (earlier than `start_wall_ms` by the pre-roll).
+    /// Where its video was to start: the trigger minus the pre-roll, Unix ms.
+    pub video_from_wall_ms: i64,
+    /// Wall-clock time of the first frame kept (the key frame at or before
+    /// `video_from_wall_ms`, or later when the video before it is not there).
     pub video_start_wall_ms: i64,
     /// Wall-clock end of the last frame kept.
     pub video_end_wall_ms: i64,
     /// Media duration of the video kept, 90 kHz.
     pub media_duration_90k: u64,
+    /// Fragments (GOPs) of the video kept.
+    pub fragments: u32,
+    /// Video frames kept.
+    pub frames: u64,
     /// Segment ids holding it.
     pub segment_ids: Vec<u64>,
 }
@@ -73,7 +111,7 @@ pub struct RecordingRange {
     pub clock_jump_before: bool,
 }
 
-/// Groups `segments` (in recording order) per camera into ranges.
+/// Groups `segments` (in recording order) per camera into ranges and events.
 pub fn recordings(segments: &[SegmentInfo]) -> Vec<CameraRecordings> {
     let mut by_camera: BTreeMap<&str, Vec<&SegmentInfo>> = BTreeMap::new();
     for segment in segments {
@@ -95,39 +133,89 @@ pub fn recordings(segments: &[SegmentInfo]) -> Vec<CameraRecordings> {
         .collect()
 }
 
-/// Event segments of one camera (in recording order) grouped by the event they belong to.
+fn end_ms(fragment: &FragmentInfo) -> i64 {
+    fragment
+        .wall_ms
+        .saturating_add(i64::from(fragment.duration_90k) * 1000 / i64::from(TIMESCALE_90K))
+}
+
+/// One camera's events (segments in recording order): each event's newest record says what it
+/// is; its video is every fragment of the camera that overlaps its time span.
 fn events(segments: &[&SegmentInfo]) -> Vec<EventRecording> {
-    let mut events: Vec<EventRecording> = Vec::new();
+    // The newest state of each event, in order of first appearance, and the end of the video
+    // of the last segment that mentions it (the end of an event whose end was not recorded).
+    let mut order: Vec<u64> = Vec::new();
+    let mut latest: BTreeMap<u64, (&EventInfo, i64)> = BTreeMap::new();
     for segment in segments {
-        let Some(event) = &segment.event else {
-            continue;
-        };
-        let (Some(first), Some(last)) = (segment.fragments.first(), segment.fragments.last())
-        else {
-            continue;
-        };
-        let video_end = last
-            .wall_ms
-            .saturating_add(i64::from(last.duration_90k) * 1000 / i64::from(TIMESCALE_90K));
-        match events.last_mut() {
-            Some(current) if current.start_wall_ms == event.start_wall_ms => {
-                current.end_wall_ms = event.end_wall_ms.or(current.end_wall_ms);
-                current.video_end_wall_ms = video_end;
-                current.media_duration_90k += segment.media_duration_90k();
-                current.segment_ids.push(segment.segment_id);
+        let segment_end = segment.fragments.last().map_or(i64::MIN, end_ms);
+        for record in &segment.events {
+            let id = record.event.id;
+            if !latest.contains_key(&id) {
+                order.push(id);
             }
-            _ => events.push(EventRecording {
+            latest.insert(id, (&record.event, segment_end));
+        }
+    }
+    if order.is_empty() {
+        return Vec::new();
+    }
+    // The camera's fragments by wall time, to find each event's video by binary search.
+    let mut fragments: Vec<(&FragmentInfo, u64)> = segments
+        .iter()
+        .flat_map(|s| s.fragments.iter().map(move |f| (f, s.segment_id)))
+        .collect();
+    fragments.sort_by_key(|(f, segment_id)| (f.wall_ms, *segment_id));
+    let longest_ms = fragments
+        .iter()
+        .map(|(f, _)| end_ms(f).saturating_sub(f.wall_ms))
+        .max()
+        .unwrap_or(0);
+
+    order
+        .into_iter()
+        .filter_map(|id| {
+            let (event, last_video_end) = latest.get(&id)?;
+            let from = event.video_from_wall_ms.min(event.start_wall_ms);
+            let to = event
+                .end_wall_ms
+                .unwrap_or(*last_video_end)
+                .max(event.start_wall_ms);
+            let first =
+                fragments.partition_point(|(f, _)| f.wall_ms < from.saturating_sub(longest_ms));
+            let mut recording = EventRecording {
+                id,
                 start_wall_ms: event.start_wall_ms,
                 end_wall_ms: event.end_wall_ms,
                 sensors: event.sensors.clone(),
-                video_start_wall_ms: first.wall_ms,
-                video_end_wall_ms: video_end,
-                media_duration_90k: segment.media_duration_90k(),
-                segment_ids: vec![segment.segment_id],
-            }),
-        }
-    }
-    events
+                video_from_wall_ms: event.video_from_wall_ms,
+                video_start_wall_ms: i64::MAX,
+                video_end_wall_ms: i64::MIN,
+                media_duration_90k: 0,
+                fragments: 0,
+                frames: 0,
+                segment_ids: Vec::new(),
+            };
+            for (fragment, segment_id) in fragments.get(first..).unwrap_or_default() {
+                if fragment.wall_ms >= to {
+                    break;
+                }
+                if end_ms(fragment) <= from {
+                    continue;
+                }
+                recording.video_start_wall_ms = recording.video_start_wall_ms.min(fragment.wall_ms);
+                recording.video_end_wall_ms = recording.video_end_wall_ms.max(end_ms(fragment));
+                recording.media_duration_90k += u64::from(fragment.duration_90k);
+                recording.fragments += 1;
+                recording.frames += u64::from(fragment.frame_count);
+                if !recording.segment_ids.contains(segment_id) {
+                    recording.segment_ids.push(*segment_id);
+                }
+            }
+            recording.segment_ids.sort_unstable();
+            // An event whose video is all gone (wrapped over) has nothing to show.
+            (recording.fragments > 0).then_some(recording)
+        })
+        .collect()
 }
 
 fn ranges(segments: &[&SegmentInfo]) -> Vec<RecordingRange> {
@@ -137,7 +225,8 @@ fn ranges(segments: &[&SegmentInfo]) -> Vec<RecordingRange> {
         for (position, fragment) in segment.fragments.iter().enumerate() {
             let start = fragment.wall_ms;
             let duration_ms = i64::from(fragment.duration_90k) * 1000 / i64::from(TIMESCALE_90K);
-            let same_segment = position > 0;
+            // A discontinuity inside a segment is missing video, like a segment boundary.
+            let same_segment = position > 0 && !fragment.discontinuity;
             let boundary = ranges.last().and_then(|range| {
                 let delta = start.saturating_sub(range.end_wall_ms);
                 if same_segment {
@@ -199,7 +288,7 @@ mod tests {
             segment_id,
             camera: camera.into(),
             kind: SegmentKind::Continuous,
-            event: None,
+            events: Vec::new(),
             codec: VideoCodec::H264,
             width: 1,
             height: 1,
@@ -220,6 +309,7 @@ mod tests {
                     frame_count: 25,
                     segment_syncs: 0,
                     crc: 0,
+                    discontinuity: false,
                 })
                 .collect(),
             path: Default::default(),

@@ -66,11 +66,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 pub use cli_ops::{fsck, FsckReport};
 pub use error::StoreError;
-pub use format::{EventInfo, SegmentKind};
+pub use format::{EventInfo, EventRecord, SegmentKind};
 pub use init::{
     init_store, InitOptions, InitOutcome, InitProgress, Layout, DEFAULT_SLOT_BYTES, MIN_SLOT_BYTES,
 };
-pub use listing::{CameraRecordings, EventRecording, RecordingRange, GAP_TOLERANCE_MS};
+pub use listing::{
+    CameraRecordings, CameraTotals, EventRecording, RecordingRange, GAP_TOLERANCE_MS,
+};
 pub use scan::{FragmentInfo, ScanEnd, Verify};
 pub use writer::{CameraWriter, WriterOptions};
 
@@ -106,21 +108,49 @@ struct RingState {
     next_segment_id: u64,
     /// Cameras with an open writer, and the share each asked for (None: an equal share).
     writers: BTreeMap<String, Option<u32>>,
-    /// Slots of event video that continuous recording does not wrap over.
+    /// How many of the newest event segments are protected from wrapping (see `ring.rs`).
     event_share: u32,
+    /// The next event's id: one more than any event record in the store at open.
+    next_event_id: u64,
+    /// Fragments each camera has written to the store: the running total its newest segment
+    /// carried at open, plus every fragment since.
+    written: BTreeMap<String, u64>,
+    /// Fragments of each camera wrapped over: what was written but is no longer listed at
+    /// open, plus every fragment in a slot the ring reused since.
+    overwritten: BTreeMap<String, u64>,
+    /// `written` and `overwritten` as they were at open.
+    at_open: (BTreeMap<String, u64>, BTreeMap<String, u64>),
+}
+
+impl RingState {
+    /// The running total of fragments `camera` has written.
+    fn camera_written(&self, camera: &str) -> u64 {
+        self.written.get(camera).copied().unwrap_or(0)
+    }
 }
 
 #[derive(Debug, Default)]
 struct SlotState {
     header: Option<SlotHeader>,
-    /// Event metadata of the segment, if it is event video.
-    event: Option<EventInfo>,
+    /// The event records in the segment's chain.
+    events: Vec<EventRecord>,
     fragments: Vec<FragmentInfo>,
     /// Where the segment's next fragment goes.
     end_offset: u64,
     /// A writer is filling this slot.
     busy: bool,
     counters: SlotCounters,
+}
+
+impl SlotState {
+    /// Whether the segment is event video: started during an event or holding an event record.
+    fn is_event(&self) -> bool {
+        !self.events.is_empty()
+            || self
+                .header
+                .as_ref()
+                .is_some_and(|h| h.kind == SegmentKind::Event)
+    }
 }
 
 /// Wear counters of one slot file.
@@ -171,10 +201,11 @@ pub struct SegmentInfo {
     pub segment_id: u64,
     /// Camera name.
     pub camera: String,
-    /// Continuous or event (an event that started during a continuous segment makes it one).
+    /// How the segment started (see [`SegmentInfo::is_event`] for what it holds).
     pub kind: SegmentKind,
-    /// The event this segment records, if any.
-    pub event: Option<EventInfo>,
+    /// The event records in the segment, in the order written: each event's state when it
+    /// began, changed, ended, or was carried into this segment.
+    pub events: Vec<EventRecord>,
     /// Video codec.
     pub codec: VideoCodec,
     /// Coded width.
@@ -194,6 +225,12 @@ pub struct SegmentInfo {
 }
 
 impl SegmentInfo {
+    /// Whether the segment is event video (started during an event or holding an event
+    /// record); the ring protects the newest of these (see `ring.rs`).
+    pub fn is_event(&self) -> bool {
+        self.kind == SegmentKind::Event || !self.events.is_empty()
+    }
+
     /// Media duration of all fragments, 90 kHz.
     pub fn media_duration_90k(&self) -> u64 {
         self.fragments
@@ -213,9 +250,9 @@ pub enum OpenCheck {
     Everything,
 }
 
-/// By default a quarter of the slots is the protected share of event video: continuous recording
-/// wraps over event segments only once they hold more than that.
-const DEFAULT_EVENT_SHARE_DIVISOR: u32 = 4;
+/// By default the newest quarter of the slots' worth of event segments is protected from
+/// wrapping (`[storage] event_share`, see `ring.rs`).
+pub const DEFAULT_EVENT_SHARE_PERCENT: u32 = 25;
 
 /// Segments per camera whose checksums [`OpenCheck::Newest`] verifies: the one being written at a
 /// crash and the one before it, whose final sync may have been in flight.
@@ -307,6 +344,13 @@ impl Store {
             .max()
             .unwrap_or(0)
             + 1;
+        let next_event_id = slots
+            .iter()
+            .flat_map(|s| s.events.iter().map(|r| r.event.id))
+            .max()
+            .unwrap_or(0)
+            + 1;
+        let (written, overwritten) = camera_counts_at_open(&slots);
         tracing::info!(
             dir = %dir.display(),
             slots = marker.slot_count,
@@ -314,7 +358,7 @@ impl Store {
             repaired = recovery.iter().filter(|f| f.repair.is_some()).count(),
             "store opened"
         );
-        let event_share = marker.slot_count / DEFAULT_EVENT_SHARE_DIVISOR;
+        let event_share = event_share_slots(marker.slot_count, DEFAULT_EVENT_SHARE_PERCENT);
         Ok(Store {
             inner: Arc::new(Inner {
                 dir: dir.to_owned(),
@@ -325,6 +369,10 @@ impl Store {
                     slots,
                     next_segment_id,
                     writers: BTreeMap::new(),
+                    next_event_id,
+                    at_open: (written.clone(), overwritten.clone()),
+                    written,
+                    overwritten,
                 }),
                 recovery,
             }),
@@ -344,10 +392,48 @@ impl Store {
         }
     }
 
-    /// Sets how many slots of event video are protected from continuous recording (default a
-    /// quarter of the store). Event segments beyond it are wrapped over oldest first.
+    /// Sets how many of the newest event segments are protected from wrapping (default
+    /// [`DEFAULT_EVENT_SHARE_PERCENT`] of the slots); older event segments age like any video.
     pub fn set_event_share_slots(&self, slots: u32) {
         self.ring().event_share = slots;
+    }
+
+    /// Sets the protected event share as a percentage of the slots (`[storage] event_share`).
+    pub fn set_event_share_percent(&self, percent: u32) {
+        self.set_event_share_slots(event_share_slots(self.layout().slot_count, percent));
+    }
+
+    /// Per camera: fragments written to the store, listed now, and wrapped over by the ring —
+    /// `written == listed + overwritten` unless something was lost (see [`CameraTotals`]).
+    pub fn camera_totals(&self) -> Vec<CameraTotals> {
+        let ring = self.ring();
+        let mut listed: BTreeMap<&str, u64> = BTreeMap::new();
+        for slot in &ring.slots {
+            if let Some(header) = &slot.header {
+                *listed.entry(header.camera.as_str()).or_default() += slot.fragments.len() as u64;
+            }
+        }
+        let cameras: std::collections::BTreeSet<&str> = ring
+            .written
+            .keys()
+            .chain(ring.overwritten.keys())
+            .map(String::as_str)
+            .chain(listed.keys().copied())
+            .collect();
+        cameras
+            .into_iter()
+            .map(|camera| {
+                let count = |map: &BTreeMap<String, u64>| map.get(camera).copied().unwrap_or(0);
+                CameraTotals {
+                    camera: camera.to_owned(),
+                    fragments_written: count(&ring.written),
+                    fragments_listed: listed.get(camera).copied().unwrap_or(0),
+                    fragments_overwritten: count(&ring.overwritten),
+                    written_since_open: count(&ring.written) - count(&ring.at_open.0),
+                    overwritten_since_open: count(&ring.overwritten) - count(&ring.at_open.1),
+                }
+            })
+            .collect()
     }
 
     /// Whether this handle may write (it holds the lock).
@@ -386,12 +472,8 @@ impl Store {
                     slot: index as u32,
                     segment_id: header.segment_id,
                     camera: header.camera.clone(),
-                    kind: if slot.event.is_some() {
-                        SegmentKind::Event
-                    } else {
-                        header.kind
-                    },
-                    event: slot.event.clone(),
+                    kind: header.kind,
+                    events: slot.events.clone(),
                     codec: header.codec,
                     width: header.width,
                     height: header.height,
@@ -620,6 +702,7 @@ fn describe_end(end: &ScanEnd) -> String {
         ScanEnd::TailCover => "the tail cover".into(),
         ScanEnd::SlotEnd => "the slot end".into(),
         ScanEnd::NotAFragment => "bytes that are not a fragment (torn write)".into(),
+        ScanEnd::BadEventRecord => "an event record that fails its checksum (torn write)".into(),
         ScanEnd::OlderLap => "a fragment of an older lap".into(),
         ScanEnd::ChecksumFailed { index } => format!("fragment {index} failing its checksum"),
         ScanEnd::TooLong => "a fragment longer than the slot".into(),
@@ -671,7 +754,7 @@ fn slot_state(scan: SlotScan) -> SlotState {
     };
     SlotState {
         header: scan.header,
-        event: scan.event,
+        events: scan.events,
         fragments: scan.fragments,
         end_offset: scan.end_offset,
         busy: false,
@@ -680,4 +763,37 @@ fn slot_state(scan: SlotScan) -> SlotState {
 }
 
 #[cfg(test)]
+mod model_tests;
+#[cfg(test)]
 mod tests;
+
+/// `percent` of `slot_count` slots, rounded down.
+fn event_share_slots(slot_count: u32, percent: u32) -> u32 {
+    (u64::from(slot_count) * u64::from(percent.min(100)) / 100) as u32
+}
+
+/// Each camera's fragments written and wrapped over, as far as the slots tell at open: a
+/// camera's newest segment carries its running total of fragments before it; what is not listed
+/// any more of that total was wrapped over (or lost to damage the recovery scan found).
+fn camera_counts_at_open(slots: &[SlotState]) -> (BTreeMap<String, u64>, BTreeMap<String, u64>) {
+    let mut newest: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+    let mut listed: BTreeMap<&str, u64> = BTreeMap::new();
+    for slot in slots {
+        let Some(header) = &slot.header else { continue };
+        let count = slot.fragments.len() as u64;
+        *listed.entry(header.camera.as_str()).or_default() += count;
+        let total = header.camera_fragments_before.saturating_add(count);
+        let entry = newest.entry(header.camera.as_str()).or_insert((0, 0));
+        if header.segment_id >= entry.0 {
+            *entry = (header.segment_id, total);
+        }
+    }
+    let mut written = BTreeMap::new();
+    let mut overwritten = BTreeMap::new();
+    for (camera, (_, total)) in newest {
+        let listed = listed.get(camera).copied().unwrap_or(0);
+        written.insert(camera.to_owned(), total.max(listed));
+        overwritten.insert(camera.to_owned(), total.saturating_sub(listed));
+    }
+    (written, overwritten)
+}

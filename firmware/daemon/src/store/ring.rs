@@ -1,130 +1,115 @@
-//! Which slot a camera's next segment goes into: the ring's allocation policy with per-camera
-//! shares. Pure logic over the in-memory index; no I/O.
+//! Which slot a camera's next segment goes into: the ring's wrap order. Pure logic over the
+//! in-memory index; no I/O.
 //!
-//! Each camera with an open writer has a share of the slots (its own `share_slots`, or an equal
-//! split of the store between the open writers). When a camera needs a slot:
-//! 1. if it already holds its share, it reuses its own oldest slot (it wraps over itself);
-//! 2. otherwise it takes a never-used slot;
-//! 3. otherwise the oldest slot of a camera holding more than its share (cameras without an open
-//!    writer have a share of zero, so their old video goes first);
-//! 4. otherwise the oldest slot not being written.
+//! The rule (design/storage.md, "Wrap order"):
+//! 1. **Nothing is overwritten while there is room.** A never-used slot is always taken first,
+//!    whatever the camera or mode.
+//! 2. Once every slot holds video, the newest `event_share` event segments (store-wide) are
+//!    **protected**; every other segment is **ageing** video that belongs to its camera.
+//! 3. Each camera with an open writer has a **share** of the ageing slots: its own
+//!    `share_slots`, or an equal split of `slot_count − protected` between the open writers.
+//!    Cameras without an open writer have a share of zero.
+//! 4. The new segment overwrites, among the slots not being written, the oldest (lowest segment
+//!    id) of, in this order:
+//!    (a) the camera's own ageing segments, if it holds at least its share (it wraps over
+//!    itself); (b) the ageing segments of cameras that are gone (no open writer); (c) the ageing
+//!    segments of a camera holding more than its share (one that filled the card before the
+//!    others started); (d) the camera's own ageing segments; (e) anyone's ageing segments;
+//!    (f) the oldest protected event segment — only when the ring holds nothing but protected
+//!    events (and slots being written), so a recorder never stops for want of a slot.
 //!
-//! So a busy camera wraps within its share and cannot overwrite the others' video.
+//! So a busy camera wraps within its share and cannot overwrite the others' video; events
+//! beyond the protected share age with the camera's other video, oldest first; and the oldest
+//! event is overwritten by continuous video only when it is no longer among the newest
+//! `event_share` event segments.
 
 use std::collections::BTreeMap;
 
 use super::SlotState;
 
-/// A camera's share: its own request, or the slots split equally between open writers (at least
-/// two, one being written and one finished).
-pub(super) fn share_of(
-    writers: &BTreeMap<String, Option<u32>>,
-    slot_count: u32,
-    camera: &str,
-) -> u32 {
-    match writers.get(camera) {
-        Some(Some(share)) => *share,
-        Some(None) => (slot_count / writers.len().max(1) as u32).max(2),
-        None => 0,
-    }
-}
-
-/// What kind of segment a slot is wanted for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Purpose {
-    /// Continuous recording.
-    Continuous,
-    /// Event video.
-    Event,
-}
-
-fn is_event(slot: &SlotState) -> bool {
-    slot.event.is_some()
-        || slot
-            .header
-            .as_ref()
-            .is_some_and(|h| h.kind == super::SegmentKind::Event)
-}
-
 /// The slot `camera` should write its next segment into, or `None` when every slot is busy.
-///
-/// Event segments form a protected share of `event_share` slots: while there are no more than
-/// that, nothing wraps over them except, as a last resort, a recorder that would otherwise stop.
-/// Event video beyond the share wraps over the oldest event segment. Event slots do not count
-/// towards a camera's share of continuous recording.
 pub(super) fn choose_slot(
     slots: &[SlotState],
     writers: &BTreeMap<String, Option<u32>>,
     camera: &str,
     event_share: u32,
-    purpose: Purpose,
 ) -> Option<usize> {
-    let slot_count = slots.len() as u32;
-    let event_count = slots.iter().filter(|s| is_event(s)).count() as u32;
-    let protected = |slot: &SlotState| is_event(slot) && event_count <= event_share;
-    let mut held: BTreeMap<&str, u32> = BTreeMap::new();
-    for slot in slots.iter().filter(|s| !is_event(s)) {
-        if let Some(header) = &slot.header {
-            *held.entry(header.camera.as_str()).or_default() += 1;
-        }
-    }
-    let oldest = |filter: &dyn Fn(&SlotState, &str) -> bool| {
-        slots
-            .iter()
-            .enumerate()
-            .filter(|(_, slot)| !slot.busy)
-            .filter_map(|(index, slot)| {
-                let header = slot.header.as_ref()?;
-                filter(slot, &header.camera).then_some((header.segment_id, index))
-            })
-            .min()
-            .map(|(_, index)| index)
-    };
-
-    if purpose == Purpose::Event && event_count >= event_share {
-        if let Some(index) = oldest(&|slot, _| is_event(slot)) {
-            return Some(index);
-        }
-    }
-    let own_share = share_of(writers, slot_count, camera);
-    if held.get(camera).copied().unwrap_or(0) >= own_share {
-        if let Some(index) = oldest(&|slot, owner| owner == camera && !protected(slot)) {
-            return Some(index);
-        }
-    }
     if let Some(index) = slots
         .iter()
         .position(|slot| !slot.busy && slot.header.is_none())
     {
         return Some(index);
     }
-    let over_share =
-        |owner: &str| held.get(owner).copied().unwrap_or(0) > share_of(writers, slot_count, owner);
-    oldest(&|slot, owner| owner != camera && !protected(slot) && over_share(owner))
-        .or_else(|| oldest(&|slot, _| !protected(slot)))
-        .or_else(|| oldest(&|_, _| true))
+    let protected = protected_slots(slots, event_share);
+    let ageing_slots = slots.len() - protected.iter().filter(|p| **p).count();
+    let mut held: BTreeMap<&str, usize> = BTreeMap::new();
+    for (slot, _) in slots.iter().zip(&protected).filter(|(_, p)| !**p) {
+        if let Some(header) = &slot.header {
+            *held.entry(header.camera.as_str()).or_default() += 1;
+        }
+    }
+    let share = |owner: &str| -> usize {
+        match writers.get(owner) {
+            Some(Some(share)) => *share as usize,
+            Some(None) => (ageing_slots / writers.len().max(1)).max(1),
+            None => 0,
+        }
+    };
+    let holds = |owner: &str| held.get(owner).copied().unwrap_or(0);
+    let oldest = |protected_wanted: bool, filter: &dyn Fn(&str) -> bool| {
+        slots
+            .iter()
+            .zip(&protected)
+            .enumerate()
+            .filter(|(_, (slot, protected))| !slot.busy && **protected == protected_wanted)
+            .filter_map(|(index, (slot, _))| {
+                let header = slot.header.as_ref()?;
+                filter(&header.camera).then_some((header.segment_id, index))
+            })
+            .min()
+            .map(|(_, index)| index)
+    };
+
+    let own = |owner: &str| owner == camera;
+    if holds(camera) >= share(camera) {
+        if let Some(index) = oldest(false, &own) {
+            return Some(index);
+        }
+    }
+    oldest(false, &|owner| !writers.contains_key(owner))
+        .or_else(|| {
+            oldest(false, &|owner| {
+                owner != camera && holds(owner) > share(owner)
+            })
+        })
+        .or_else(|| oldest(false, &own))
+        .or_else(|| oldest(false, &|_| true))
+        .or_else(|| oldest(true, &|_| true))
+}
+
+/// Which slots hold one of the newest `event_share` event segments.
+pub(super) fn protected_slots(slots: &[SlotState], event_share: u32) -> Vec<bool> {
+    let mut events: Vec<(u64, usize)> = slots
+        .iter()
+        .enumerate()
+        .filter(|(_, slot)| slot.is_event())
+        .filter_map(|(index, slot)| Some((slot.header.as_ref()?.segment_id, index)))
+        .collect();
+    events.sort_unstable_by(|a, b| b.cmp(a));
+    let mut protected = vec![false; slots.len()];
+    for (_, index) in events.into_iter().take(event_share as usize) {
+        if let Some(p) = protected.get_mut(index) {
+            *p = true;
+        }
+    }
+    protected
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::media::VideoCodec;
-    use crate::store::format::{SegmentKind, SlotHeader};
-
-    fn event_slot(camera: &str, segment_id: u64) -> SlotState {
-        SlotState {
-            event: Some(crate::store::EventInfo {
-                start_wall_ms: 0,
-                end_wall_ms: None,
-                sensors: vec!["pir".into()],
-            }),
-            ..slot(Some(camera), segment_id)
-        }
-    }
-
-    fn choose(slots: &[SlotState], cameras: &[&str], camera: &str) -> Option<usize> {
-        choose_slot(slots, &writers(cameras), camera, 2, Purpose::Continuous)
-    }
+    use crate::store::format::{EventInfo, EventRecord, SegmentKind, SlotHeader};
 
     fn slot(camera: Option<&str>, segment_id: u64) -> SlotState {
         SlotState {
@@ -144,8 +129,25 @@ mod tests {
                 lifetime_bytes_before: 0,
                 lifetime_syncs_before: 0,
                 laps_before: 0,
+                camera_fragments_before: 0,
             }),
             ..SlotState::default()
+        }
+    }
+
+    fn event_slot(camera: &str, segment_id: u64) -> SlotState {
+        SlotState {
+            events: vec![EventRecord {
+                after_fragments: 0,
+                event: EventInfo {
+                    id: segment_id,
+                    start_wall_ms: 0,
+                    video_from_wall_ms: 0,
+                    end_wall_ms: None,
+                    sensors: vec!["pir".into()],
+                },
+            }],
+            ..slot(Some(camera), segment_id)
         }
     }
 
@@ -153,15 +155,23 @@ mod tests {
         cameras.iter().map(|c| (c.to_string(), None)).collect()
     }
 
+    fn choose(slots: &[SlotState], cameras: &[&str], camera: &str) -> Option<usize> {
+        choose_slot(slots, &writers(cameras), camera, 0)
+    }
+
     #[test]
-    fn takes_free_slots_until_the_share_is_reached() {
+    fn a_never_used_slot_is_taken_first_even_by_a_camera_at_its_share() {
+        // "a" holds 3 slots and its share is 2 of 4 (two writers), but slot 3 was never used:
+        // nothing is overwritten while there is room.
         let slots = vec![
             slot(Some("a"), 1),
-            slot(None, 0),
-            slot(None, 0),
+            slot(Some("a"), 2),
+            slot(Some("a"), 3),
             slot(None, 0),
         ];
-        assert_eq!(choose(&slots, &["a"], "a"), Some(1));
+        assert_eq!(choose(&slots, &["a", "b"], "a"), Some(3));
+        let events = vec![event_slot("a", 1), event_slot("a", 2), slot(None, 0)];
+        assert_eq!(choose_slot(&events, &writers(&["a"]), "a", 0), Some(2));
     }
 
     #[test]
@@ -207,8 +217,8 @@ mod tests {
     }
 
     #[test]
-    fn continuous_recording_does_not_wrap_over_protected_events() {
-        // One camera, share 4 of 4 slots; its two oldest segments are event video (share 2).
+    fn the_newest_events_are_protected_and_older_ones_age_with_the_rest() {
+        // One camera, 4 slots, two of them events; share 2 protects both.
         let slots = vec![
             event_slot("a", 1),
             event_slot("a", 2),
@@ -216,25 +226,34 @@ mod tests {
             slot(Some("a"), 4),
         ];
         let writers = writers(&["a"]);
-        assert_eq!(
-            choose_slot(&slots, &writers, "a", 2, Purpose::Continuous),
-            Some(2)
-        );
-        // More events than the share: the oldest event is no longer protected.
-        assert_eq!(
-            choose_slot(&slots, &writers, "a", 1, Purpose::Continuous),
-            Some(0)
-        );
-        // An event with the share full wraps over the oldest event, not continuous video.
-        assert_eq!(
-            choose_slot(&slots, &writers, "a", 2, Purpose::Event),
-            Some(0)
-        );
-        // All slots protected events: a recorder still gets the oldest rather than stopping.
-        let all_events = vec![event_slot("a", 1), event_slot("a", 2)];
-        assert_eq!(
-            choose_slot(&all_events, &writers, "a", 2, Purpose::Continuous),
-            Some(0)
-        );
+        assert_eq!(choose_slot(&slots, &writers, "a", 2), Some(2));
+        // Share 1: only the newest event (2) is protected; event 1 is the oldest ageing video.
+        assert_eq!(choose_slot(&slots, &writers, "a", 1), Some(0));
+        // An events-only camera: every slot an event, share 1 of 4 — it wraps over its oldest.
+        let all_events: Vec<SlotState> = (1..=4).map(|id| event_slot("a", id)).collect();
+        assert_eq!(choose_slot(&all_events, &writers, "a", 1), Some(0));
+        // Everything protected: a recorder still gets the oldest rather than stopping.
+        assert_eq!(choose_slot(&all_events, &writers, "a", 4), Some(0));
+    }
+
+    #[test]
+    fn a_continuous_camera_cannot_push_another_cameras_protected_events_out() {
+        // "cont" records continuously, "ev" records events; 6 slots, share 2 protects ev's two
+        // newest events, which are also its only ones. The 4 ageing slots split 2 + 2.
+        let slots = vec![
+            slot(Some("cont"), 1),
+            event_slot("ev", 2),
+            slot(Some("cont"), 3),
+            event_slot("ev", 4),
+            slot(Some("cont"), 5),
+            slot(Some("cont"), 6),
+        ];
+        let writers = writers(&["cont", "ev"]);
+        assert_eq!(choose_slot(&slots, &writers, "cont", 2), Some(0));
+        // With no protection, "ev" is below its share of 3 and "cont" above it: cont still
+        // wraps over itself (it holds 4 ≥ 3).
+        assert_eq!(choose_slot(&slots, &writers, "cont", 0), Some(0));
+        // "ev" starting a new event takes cont's oldest: cont holds more than its share.
+        assert_eq!(choose_slot(&slots, &writers, "ev", 2), Some(0));
     }
 }

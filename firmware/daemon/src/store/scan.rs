@@ -1,17 +1,18 @@
 //! The recovery scan of one slot file: which segment it holds and how many of its fragments are
 //! intact. Reads with positioned reads on a `&File`; writes nothing (repairs are the caller's).
 //!
-//! The scan walks from the init segment fragment by fragment and stops at the first header that
-//! does not continue the chain (another segment id — an older lap's bytes —, a wrong index, a
-//! length past the slot end) or, when asked to verify, whose checksum fails. Everything before
-//! that point is kept: it is what the writer completed.
+//! The scan walks from the init segment along the chain of fragments and event records and stops
+//! at the first entry that does not continue it (another segment id — an older lap's bytes —, a
+//! wrong index or position, a length past the slot end, an event record failing its checksum)
+//! or, when asked to verify, a fragment whose checksum fails. Everything before that point is
+//! kept: it is what the writer completed.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
 use super::format::{
-    is_tail_cover, EventInfo, FragmentHeader, HeaderError, SlotHeader, CRC32C, EVENT_REGION_OFFSET,
-    FRAGMENT_HEADER_BYTES, FREE_HEADER_BYTES, SLOT_HEADER_BYTES,
+    is_tail_cover, EventRecord, FragmentHeader, HeaderError, SlotHeader, CRC32C,
+    FRAGMENT_HEADER_BYTES, FREE_HEADER_BYTES, MAX_EVENT_RECORD_BYTES, SLOT_HEADER_BYTES,
 };
 
 /// One intact fragment found in a slot.
@@ -37,6 +38,8 @@ pub struct FragmentInfo {
     pub segment_syncs: u32,
     /// The stored checksum, re-checked when the fragment is read back.
     pub crc: u32,
+    /// Video is missing before this fragment (see [`FragmentHeader::discontinuity`]).
+    pub discontinuity: bool,
 }
 
 impl FragmentInfo {
@@ -63,8 +66,10 @@ pub enum ScanEnd {
     TailCover,
     /// At the slot's last byte.
     SlotEnd,
-    /// At bytes that are not a fragment header (torn write, zeroes, garbage).
+    /// At bytes that are not a fragment header or event record (torn write, zeroes, garbage).
     NotAFragment,
+    /// At an event record that fails its checksum or does not continue the chain.
+    BadEventRecord,
     /// At a fragment of another segment: an older lap's bytes.
     OlderLap,
     /// At a fragment whose checksum failed.
@@ -81,8 +86,8 @@ pub enum ScanEnd {
 pub struct SlotScan {
     /// The segment header, when the slot holds a valid one.
     pub header: Option<SlotHeader>,
-    /// Event metadata, when the segment is (or became) event video.
-    pub event: Option<EventInfo>,
+    /// The intact event records, in chain order.
+    pub events: Vec<EventRecord>,
     /// Why there is no header (`Empty` for a never-written slot).
     pub header_problem: Option<HeaderError>,
     /// The init segment failed its checksum (the slot is then treated as empty).
@@ -106,7 +111,7 @@ pub fn scan_slot(
 ) -> std::io::Result<SlotScan> {
     let mut empty = SlotScan {
         header: None,
-        event: None,
+        events: Vec::new(),
         header_problem: None,
         init_damaged: false,
         fragments: Vec::new(),
@@ -139,6 +144,8 @@ pub fn scan_slot(
     }
 
     let mut fragments = Vec::new();
+    let mut events = Vec::new();
+    let mut record = Vec::new();
     let mut offset = init_end;
     let mut head = [0u8; FRAGMENT_HEADER_BYTES as usize];
     let mut body = Vec::new();
@@ -152,6 +159,28 @@ pub fn scan_slot(
         file.read_exact_at(head, offset)?;
         if is_tail_cover(head, remaining) {
             break ScanEnd::TailCover;
+        }
+        if let Some(declared) = EventRecord::declared_len(head) {
+            // Records are small and rare: always checked, whatever `verify` says.
+            if declared > remaining.min(MAX_EVENT_RECORD_BYTES) {
+                break ScanEnd::BadEventRecord;
+            }
+            record.resize(declared as usize, 0);
+            file.read_exact_at(&mut record, offset)?;
+            match EventRecord::decode(&record) {
+                Some((event, segment_id))
+                    if segment_id == header.segment_id
+                        && event.after_fragments as usize == fragments.len() =>
+                {
+                    events.push(event);
+                    offset += declared;
+                    continue;
+                }
+                Some((_, segment_id)) if segment_id != header.segment_id => {
+                    break ScanEnd::OlderLap
+                }
+                _ => break ScanEnd::BadEventRecord,
+            }
         }
         let Some((fragment, crc)) = FragmentHeader::decode(head) else {
             break ScanEnd::NotAFragment;
@@ -187,15 +216,13 @@ pub fn scan_slot(
             frame_count: fragment.frame_count,
             segment_syncs: fragment.segment_syncs,
             crc,
+            discontinuity: fragment.discontinuity,
         });
         offset = end_offset;
     };
-    let event = region
-        .get(EVENT_REGION_OFFSET as usize..)
-        .and_then(EventInfo::decode_region);
     Ok(SlotScan {
         header: Some(header),
-        event,
+        events,
         header_problem: None,
         init_damaged: false,
         fragments,

@@ -46,7 +46,7 @@ fn new_store(dir: &Path, slots: u32) {
 
 fn options(segment_seconds: i64) -> WriterOptions {
     WriterOptions {
-        segment_90k: segment_seconds * 90_000,
+        segment_90k: Some(segment_seconds * 90_000),
         sync_interval: Duration::ZERO,
         share_slots: None,
     }
@@ -297,28 +297,41 @@ fn a_busy_camera_cannot_overwrite_another_cameras_share() {
         .filter(|s| s.camera == "busy")
         .count();
     assert_eq!(
-        busy_slots, 3,
-        "the busy camera wraps within its share of 6/2"
+        busy_slots, 4,
+        "the busy camera takes the 4 slots the quiet one left, then wraps over its own"
     );
 }
 
 #[test]
-fn new_parameters_a_media_jump_or_a_full_slot_start_a_new_segment() {
+fn new_parameters_or_a_full_slot_start_a_new_segment_and_a_media_jump_is_a_discontinuity() {
     let dir = tempfile::tempdir().unwrap();
     new_store(dir.path(), 8);
     let store = Store::open(dir.path()).unwrap();
     let mut writer = store.camera_writer("front", options(60)).unwrap();
     writer.append(&gop(&params(320), 0)).unwrap();
     writer.append(&gop(&params(640), 1)).unwrap(); // new parameters
-    writer.append(&gop(&params(640), 30)).unwrap(); // media time jumps 29 s
+    writer.append(&gop(&params(640), 30)).unwrap(); // media time jumps 28 s
     for n in 31..70 {
         writer.append(&gop(&params(640), n)).unwrap(); // fills the 64 KiB slot
     }
     writer.close().unwrap();
-    let counts: Vec<usize> = store.segments().iter().map(|s| s.fragments.len()).collect();
-    assert_eq!(counts[..3], [1, 1, counts[2]]);
-    assert!(counts.len() >= 4, "a full slot moved on: {counts:?}");
+    let segments = store.segments();
+    let counts: Vec<usize> = segments.iter().map(|s| s.fragments.len()).collect();
+    assert_eq!(counts[0], 1);
+    assert!(counts.len() >= 3, "a full slot moved on: {counts:?}");
     assert_eq!(counts.iter().sum::<usize>(), 42);
+    // The jump stays in the segment, marked, and the segment's timeline runs on without it.
+    let second = &segments[1].fragments;
+    let flags: Vec<bool> = second.iter().map(|f| f.discontinuity).collect();
+    assert_eq!(flags[..3], [false, true, false]);
+    assert!(flags[3..].iter().all(|d| !d));
+    let bases: Vec<u64> = second.iter().map(|f| f.base_90k).collect();
+    assert_eq!(bases[..3], [0, 90_000, 180_000]);
+    // The listing shows the missing 28 s as a gap.
+    let ranges = &store.recordings()[0].ranges;
+    assert_eq!(ranges.len(), 2);
+    assert_eq!(ranges[1].gap_before_ms, Some(28_000));
+    assert!(!ranges[1].clock_jump_before);
 }
 
 #[test]
@@ -346,8 +359,18 @@ fn a_gop_larger_than_a_slot_or_without_key_frame_is_refused() {
     assert!(store.segments().is_empty());
 }
 
+fn event(start_wall_ms: i64, pre_roll_ms: i64, sensor: &str) -> EventInfo {
+    EventInfo {
+        id: 0,
+        start_wall_ms,
+        video_from_wall_ms: start_wall_ms - pre_roll_ms,
+        end_wall_ms: None,
+        sensors: vec![sensor.into()],
+    }
+}
+
 #[test]
-fn events_are_marked_listed_persisted_and_protected_from_continuous_wrapping() {
+fn events_are_recorded_listed_persisted_and_protected_from_continuous_wrapping() {
     let dir = tempfile::tempdir().unwrap();
     new_store(dir.path(), 8);
     let store = Store::open(dir.path()).unwrap();
@@ -357,61 +380,147 @@ fn events_are_marked_listed_persisted_and_protected_from_continuous_wrapping() {
     writer.append(&gop(&p, 0)).unwrap();
     writer.append(&gop(&p, 1)).unwrap();
     writer.append(&gop(&p, 2)).unwrap(); // segment 2 starts here
-    let event = EventInfo {
-        start_wall_ms: 1_003_500,
-        end_wall_ms: None,
-        sensors: vec!["pir-door".into()],
-    };
-    writer.begin_event(event.clone()).unwrap(); // marks segment 2
+    let id = writer
+        .begin_event(event(1_003_500, 2_000, "pir-door"))
+        .unwrap();
+    // A second sensor joins: same event, new record.
+    let mut joined = event(1_003_500, 2_000, "pir-door");
+    joined.sensors.push("pir-yard".into());
+    assert_eq!(writer.begin_event(joined).unwrap(), id);
     for n in 3..5 {
-        writer.append(&gop(&p, n)).unwrap(); // GOP 4 starts segment 3, an event segment
+        writer.append(&gop(&p, n)).unwrap(); // GOP 4 starts segment 3, opened with the event
     }
     writer.end_event(1_004_900).unwrap();
-    writer.append(&gop(&p, 5)).unwrap(); // still segment 3: segments end on length only
-    writer.append(&gop(&p, 6)).unwrap(); // segment 4, continuous again
+    writer.append(&gop(&p, 5)).unwrap(); // still segment 3
+    writer.append(&gop(&p, 6)).unwrap(); // segment 4, plain video
     writer.close().unwrap();
 
-    let kinds: Vec<(u64, SegmentKind)> = store
+    let kinds: Vec<(u64, SegmentKind, bool)> = store
         .segments()
         .iter()
-        .map(|s| (s.segment_id, s.kind))
+        .map(|s| (s.segment_id, s.kind, s.is_event()))
         .collect();
     assert_eq!(
         kinds,
         vec![
-            (1, SegmentKind::Continuous),
-            (2, SegmentKind::Event),
-            (3, SegmentKind::Event),
-            (4, SegmentKind::Continuous)
+            (1, SegmentKind::Continuous, false),
+            (2, SegmentKind::Continuous, true),
+            (3, SegmentKind::Event, true),
+            (4, SegmentKind::Continuous, false)
         ]
     );
-    let expected = vec![EventRecording {
+    // Pre-roll from 1_001_500: the GOP at 1_001_000 holds it; the end at 1_004_900 lies in the
+    // GOP at 1_004_000. The video spans three segments.
+    let expected = EventRecording {
+        id,
         start_wall_ms: 1_003_500,
         end_wall_ms: Some(1_004_900),
-        sensors: vec!["pir-door".into()],
-        video_start_wall_ms: 1_002_000,
-        video_end_wall_ms: 1_006_000,
+        sensors: vec!["pir-door".into(), "pir-yard".into()],
+        video_from_wall_ms: 1_001_500,
+        video_start_wall_ms: 1_001_000,
+        video_end_wall_ms: 1_005_000,
         media_duration_90k: 4 * 90_000,
-        segment_ids: vec![2, 3],
-    }];
-    assert_eq!(store.recordings()[0].events, expected);
+        fragments: 4,
+        frames: 100,
+        segment_ids: vec![1, 2, 3],
+    };
+    assert_eq!(store.recordings()[0].events, vec![expected.clone()]);
     drop(store);
 
-    // From disk: the event regions survived, and 20 more continuous segments wrap the other
-    // slots but not the two event segments.
+    // From disk: the records survived; 20 more continuous segments wrap the other slots but not
+    // the two event segments. Segment 1 goes, so the event's pre-roll is clipped to what exists.
     let store = Store::open(dir.path()).unwrap();
     store.set_event_share_slots(2);
-    assert_eq!(store.recordings()[0].events, expected);
+    assert_eq!(store.recordings()[0].events, vec![expected.clone()]);
     write_gops(&store, "front", 2, 10..50);
-    assert_eq!(store.recordings()[0].events, expected);
-    let continuous = store
-        .segments()
-        .iter()
-        .filter(|s| s.kind == SegmentKind::Continuous)
-        .count();
+    let clipped = EventRecording {
+        video_start_wall_ms: 1_002_000,
+        media_duration_90k: 3 * 90_000,
+        fragments: 3,
+        frames: 75,
+        segment_ids: vec![2, 3],
+        ..expected
+    };
+    assert_eq!(store.recordings()[0].events, vec![clipped]);
+    let segments = store.segments();
+    let plain = segments.iter().filter(|s| !s.is_event()).count();
     assert_eq!(
-        continuous, 6,
+        plain, 6,
         "the other 6 slots hold the newest continuous video"
+    );
+    // Nothing went silently: 47 GOPs written, 12 + 2 + 2 listed... every one accounted for.
+    let totals = store.camera_totals();
+    assert_eq!(totals.len(), 1);
+    let t = &totals[0];
+    assert_eq!(t.fragments_written, 47);
+    assert_eq!(
+        t.fragments_listed + t.fragments_overwritten,
+        t.fragments_written
+    );
+    assert_eq!(
+        t.fragments_listed,
+        segments
+            .iter()
+            .map(|s| s.fragments.len() as u64)
+            .sum::<u64>()
+    );
+}
+
+#[test]
+fn an_events_only_camera_keeps_events_back_to_back_and_fills_every_slot_before_wrapping() {
+    let dir = tempfile::tempdir().unwrap();
+    new_store(dir.path(), 4);
+    let store = Store::open(dir.path()).unwrap();
+    let p = params(320);
+    let events_mode = WriterOptions {
+        segment_90k: None,
+        ..options(2)
+    };
+    let mut writer = store.camera_writer("hall", events_mode).unwrap();
+    // Events of 3 GOPs, 100 s apart: far more than one per slot fits.
+    let mut ids = Vec::new();
+    for e in 0..12i64 {
+        let first = e * 100;
+        ids.push(
+            writer
+                .begin_event(event(1_000_000 + first * 1000 + 500, 500, "pir"))
+                .unwrap(),
+        );
+        for n in first..first + 3 {
+            writer.append(&gop(&p, n)).unwrap();
+        }
+        writer.end_event(1_000_000 + first * 1000 + 2_900).unwrap();
+        let wrapped = store.camera_totals()[0].fragments_overwritten;
+        if e < 6 {
+            assert_eq!(wrapped, 0, "event {e}: wrapped while the ring had room");
+        }
+    }
+    writer.close().unwrap();
+    let segments = store.segments();
+    assert!(segments.len() <= 4);
+    let listed = store.recordings();
+    let events = &listed[0].events;
+    // Every event still in the store is listed whole, with its own id, 3 GOPs each.
+    assert!(events.len() >= 8, "{} events kept", events.len());
+    for event in events {
+        assert_eq!(event.fragments, 3, "{event:?}");
+        assert!(ids.contains(&event.id));
+    }
+    let newest: Vec<u64> = events.iter().map(|e| e.id).collect();
+    assert_eq!(newest.last(), ids.last());
+    // Each event is its own range: the gaps between them are gaps, not clock steps.
+    let ranges = &listed[0].ranges;
+    assert_eq!(ranges.len(), events.len());
+    assert!(ranges
+        .iter()
+        .skip(1)
+        .all(|r| !r.clock_jump_before && r.gap_before_ms.is_some_and(|gap| gap > 90_000)));
+    let t = &store.camera_totals()[0];
+    assert_eq!(t.fragments_written, 36);
+    assert_eq!(t.fragments_listed + t.fragments_overwritten, 36);
+    assert_eq!(
+        t.fragments_listed,
+        u64::from(events.iter().map(|e| e.fragments).sum::<u32>())
     );
 }
 
@@ -508,7 +617,20 @@ mod scan_properties {
         let dir = tempfile::tempdir().unwrap();
         new_store(dir.path(), 2);
         let store = Store::open(dir.path()).unwrap();
-        write_gops(&store, "front", 60, 0..8);
+        // Event records between the fragments: a begin after GOP 2, an end after GOP 5.
+        let p = params(320);
+        let mut writer = store.camera_writer("front", options(60)).unwrap();
+        for n in 0..8 {
+            if n == 3 {
+                writer.begin_event(event(1_002_500, 1_000, "pir")).unwrap();
+            }
+            if n == 6 {
+                writer.end_event(1_005_500).unwrap();
+            }
+            writer.append(&gop(&p, n)).unwrap();
+        }
+        writer.close().unwrap();
+        assert_eq!(store.segments()[0].events.len(), 2);
         let fragments = store.segments()[0].fragments.clone();
         let store_id = store.inner.marker.store_id;
         (
@@ -540,6 +662,11 @@ mod scan_properties {
             let scan = scan_bytes(&bytes, store_id);
             prop_assert!(scan.fragments.len() <= fragments.len());
             prop_assert_eq!(&scan.fragments[..], &fragments[..scan.fragments.len()]);
+            // Event records kept are intact and in place: never past the fragments kept.
+            for record in &scan.events {
+                prop_assert!(record.after_fragments as usize <= scan.fragments.len());
+                prop_assert_eq!(record.event.start_wall_ms, 1_002_500);
+            }
             let first_damage = damage.iter().map(|(at, _)| *at as u64).min().unwrap_or(0);
             let intact_before = fragments
                 .iter()

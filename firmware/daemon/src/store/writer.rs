@@ -1,11 +1,20 @@
-//! A camera's writer: turns GOPs into fragments in the camera's current slot, starting a new
-//! segment (in a new slot) when the segment is long enough, the stream parameters change, media
-//! time jumps, or the next GOP does not fit.
+//! A camera's writer: turns GOPs into fragments in the camera's current slot, and event changes
+//! into event records between them, starting a new segment (in a new slot) when the stream
+//! parameters change, the segment is long enough (continuous recording), or the next GOP does not
+//! fit the rest of the slot.
 //!
-//! Receives [`Gop`]s; writes slot files with positioned writes (one `write` per GOP, plus one
-//! fdatasync per `sync_interval`); publishes each written fragment to the store's index so
-//! listings include it at once. Blocking I/O on the caller's thread; a writer is `Send` and is
-//! used by one thread (or task via `spawn_blocking`) at a time.
+//! Receives [`Gop`]s and event changes ([`CameraWriter::begin_event`],
+//! [`CameraWriter::end_event`]); writes slot files with positioned writes (one `write` per GOP or
+//! event record, plus one fdatasync per `sync_interval` and at each event's end); publishes each
+//! fragment and record to the store's index so listings include it at once. Blocking I/O on the
+//! caller's thread; a writer is `Send` and is used by one thread (or task via `spawn_blocking`)
+//! at a time.
+//!
+//! Media time: a segment's timeline runs on without gaps. When the camera's media time jumps
+//! (a reconnect, or the hours between two events of an events-mode camera), the next fragment is
+//! marked as a discontinuity and placed right after the previous one on the segment's timeline;
+//! its wall-clock stamp says when it really was. So an events-mode camera fills its slots with
+//! events back to back instead of spending a slot per event (design/storage.md, "Events").
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
@@ -14,8 +23,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::format::{
-    slot_path, EventInfo, FragmentHeader, SegmentKind, SlotHeader, CRC32C, EVENT_REGION_OFFSET,
-    FRAGMENT_HEADER_BYTES, FREE_HEADER_BYTES, MAX_CAMERA_NAME_BYTES, SLOT_HEADER_BYTES,
+    slot_path, EventInfo, EventRecord, FragmentHeader, SegmentKind, SlotHeader, CRC32C,
+    FRAGMENT_HEADER_BYTES, FREE_HEADER_BYTES, MAX_CAMERA_NAME_BYTES, MAX_EVENT_RECORD_BYTES,
+    SLOT_HEADER_BYTES,
 };
 use super::scan::FragmentInfo;
 use super::{ring, SlotState, Store, StoreError};
@@ -23,21 +33,27 @@ use crate::media::{Gop, StreamParams, TIMESCALE_90K};
 use crate::mux::{self, FragmentTimes};
 
 /// A jump in media time between GOPs larger than this (half a second; far above any camera's
-/// frame interval) means the stream restarted: the next GOP starts a new segment.
+/// frame interval) means video is missing: the next fragment is a discontinuity.
 const MAX_MEDIA_JUMP_90K: i64 = TIMESCALE_90K as i64 / 2;
+
+/// Room every fragment leaves behind it in the slot for one event record, so the end of an
+/// event always fits in the segment that holds its last video.
+const RECORD_ROOM_BYTES: u64 = MAX_EVENT_RECORD_BYTES;
 
 /// How a camera's segments are cut and synced.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WriterOptions {
-    /// Target segment length in 90 kHz ticks: once a segment is at least this long, the next GOP
-    /// starts a new one (segments end on key frames, so they run up to one GOP longer).
-    pub segment_90k: i64,
+    /// Target segment length in 90 kHz ticks of media time: once a segment is at least this
+    /// long, the next GOP starts a new one (segments end on key frames, so they run up to one
+    /// GOP longer). `None`: a segment ends only when its slot is full — what events mode uses,
+    /// so short events share a slot instead of costing one each.
+    pub segment_90k: Option<i64>,
     /// Longest time written data stays unsynced, the bound on video a power cut loses. Checked
     /// when a GOP is appended; call [`CameraWriter::sync`] from a timer if GOPs may stop.
     /// `Duration::ZERO` syncs every GOP.
     pub sync_interval: Duration,
     /// Slots this camera may hold before it wraps over its own oldest; `None` for an equal split
-    /// of the store between the open writers.
+    /// of the store between the open writers (see `ring.rs`).
     pub share_slots: Option<u32>,
 }
 
@@ -45,7 +61,7 @@ impl Default for WriterOptions {
     fn default() -> Self {
         WriterOptions {
             // 10 s segments, the ffmpeg one-liner's choice and the README's default.
-            segment_90k: 10 * i64::from(TIMESCALE_90K),
+            segment_90k: Some(10 * i64::from(TIMESCALE_90K)),
             // 2 s: at 4 Mbit/s a power cut loses at most ~1 MB of video.
             sync_interval: Duration::from_secs(2),
             share_slots: None,
@@ -57,18 +73,19 @@ impl Default for WriterOptions {
 /// [`CameraWriter::close`] (dropping it also syncs, but cannot report errors).
 ///
 /// An open writer is what gives a camera its share of the store: keep one per configured camera
-/// for the life of the process, across RTSP reconnects (a reconnect's jump in media time starts a
-/// new segment by itself). Closing the writer says the camera is gone, and its video becomes the
-/// first to be overwritten by the others.
+/// for the life of the process, across RTSP reconnects (a reconnect's jump in media time becomes
+/// a discontinuity in the segment). Closing the writer says the camera is gone, and its video
+/// becomes the first to be overwritten by the others.
 #[derive(Debug)]
 pub struct CameraWriter {
     store: Store,
     camera: String,
     options: WriterOptions,
     segment: Option<OpenSegment>,
-    /// The event being recorded, if any: new segments are event segments carrying it.
+    /// The event being recorded, if any (its id assigned): every segment started while it lasts
+    /// opens with its record.
     event: Option<EventInfo>,
-    /// Reused buffers: the bytes of one write, and a fragment body.
+    /// Reused buffers: the bytes of one write, and an init segment.
     write_buf: Vec<u8>,
     init_buf: Vec<u8>,
 }
@@ -80,16 +97,105 @@ struct OpenSegment {
     file: File,
     segment_id: u64,
     params: Arc<StreamParams>,
-    /// Where the next fragment goes (over the tail cover).
+    /// Where the next fragment or record goes (over the tail cover).
     next_offset: u64,
     next_index: u32,
-    first_pts_90k: i64,
-    expected_pts_90k: i64,
-    first_audio_pts: Option<i64>,
-    duration_90k: i64,
+    /// Maps the camera's media time onto the segment's gapless timeline.
+    timeline: Timeline,
     last_sync: Instant,
     dirty: bool,
     syncs: u32,
+}
+
+/// A segment's timeline: where each GOP goes in media time, with the gaps in the camera's media
+/// time taken out.
+#[derive(Clone, Copy, Debug)]
+struct Timeline {
+    /// The camera's media time of the segment's first frame.
+    first_pts_90k: i64,
+    /// Added to (pts − first) to place a frame: the sum of the gaps taken out.
+    offset_90k: i64,
+    /// Where the camera's next GOP would start if nothing was missing.
+    expected_pts_90k: i64,
+    /// Media duration of the segment so far.
+    duration_90k: i64,
+    /// The camera's audio time of the segment's first audio frame, and the audio offset.
+    first_audio_pts: Option<i64>,
+    audio_offset: i64,
+}
+
+/// Where one GOP goes on a segment's timeline.
+#[derive(Clone, Copy, Debug)]
+struct Placement {
+    times: FragmentTimes,
+    discontinuity: bool,
+    timeline_after: Timeline,
+}
+
+impl Timeline {
+    fn new(first_pts_90k: i64) -> Timeline {
+        Timeline {
+            first_pts_90k,
+            offset_90k: 0,
+            expected_pts_90k: first_pts_90k,
+            duration_90k: 0,
+            first_audio_pts: None,
+            audio_offset: 0,
+        }
+    }
+
+    /// Places `gop` (first frame at `first_pts`, fragment number `sequence_number`) after what
+    /// the segment holds; nothing changes until the caller keeps `timeline_after`.
+    fn place(&self, gop: &Gop, first_pts: i64, sequence_number: u32) -> Placement {
+        let mut next = *self;
+        // Camera timestamps are external input: saturate rather than overflow.
+        let discontinuity = sequence_number > 1
+            && first_pts.abs_diff(self.expected_pts_90k) > MAX_MEDIA_JUMP_90K.unsigned_abs();
+        if discontinuity {
+            // Take the gap out: this GOP starts where the segment's video ends.
+            next.offset_90k = self
+                .duration_90k
+                .saturating_sub(first_pts.saturating_sub(self.first_pts_90k));
+        }
+        let video_base_90k = first_pts
+            .saturating_sub(self.first_pts_90k)
+            .saturating_add(next.offset_90k)
+            .max(0);
+        let audio_base = match gop.audio.first() {
+            None => 0,
+            Some(first) => {
+                let rate = gop
+                    .params
+                    .audio
+                    .as_ref()
+                    .map_or(0, |a| i64::from(a.sample_rate));
+                let segment_first = *next.first_audio_pts.get_or_insert(first.pts);
+                if discontinuity {
+                    // Line the audio up with the video again after the gap.
+                    let video_in_audio_ticks =
+                        video_base_90k.saturating_mul(rate) / i64::from(TIMESCALE_90K);
+                    next.audio_offset = video_in_audio_ticks
+                        .saturating_sub(first.pts.saturating_sub(segment_first));
+                }
+                first
+                    .pts
+                    .saturating_sub(segment_first)
+                    .saturating_add(next.audio_offset)
+                    .max(0) as u64
+            }
+        };
+        next.duration_90k = video_base_90k.saturating_add(gop.duration_90k());
+        next.expected_pts_90k = first_pts.saturating_add(gop.duration_90k());
+        Placement {
+            times: FragmentTimes {
+                sequence_number,
+                video_base_90k: video_base_90k as u64,
+                audio_base,
+            },
+            discontinuity,
+            timeline_after: next,
+        }
+    }
 }
 
 impl CameraWriter {
@@ -154,7 +260,7 @@ impl CameraWriter {
             None => return Err(self.bad_gop("has no video frames".into())),
         };
         if let Some(segment) = &self.segment {
-            if self.segment_ends_before(segment, gop, first_pts) {
+            if self.segment_ends_before(segment, gop) {
                 self.finish_segment()?;
             }
         }
@@ -193,29 +299,67 @@ impl CameraWriter {
         result
     }
 
-    /// Marks video from now on as event video: the current segment (if any) and every segment
-    /// started until [`CameraWriter::end_event`] carry `event` and are protected from continuous
-    /// recording (see [`Store::set_event_share_slots`]). For a pre-roll held in RAM, call this
-    /// before appending the pre-roll GOPs. Marking the current segment rewrites its event region
-    /// in place (one small write; the segment header's own sector is not touched).
-    pub fn begin_event(&mut self, event: EventInfo) -> Result<(), StoreError> {
-        self.event = Some(event);
-        self.mark_current_segment()
+    /// Marks video from now on as `event`'s: writes its record into the open segment now (or
+    /// at the start of the next segment), and opens every segment started until
+    /// [`CameraWriter::end_event`] with it, so each segment says which event it belongs to.
+    /// For a pre-roll held in RAM, call this before appending the pre-roll GOPs.
+    ///
+    /// The first call for an event assigns its store-wide id (returned; `event.id` is ignored);
+    /// calling it again while the event runs (same `start_wall_ms`) records a change, e.g. a
+    /// sensor that joined. Event segments are protected from wrapping (see `ring.rs`).
+    pub fn begin_event(&mut self, event: EventInfo) -> Result<u64, StoreError> {
+        let id = match &self.event {
+            Some(running) if running.start_wall_ms == event.start_wall_ms => running.id,
+            _ => {
+                let mut ring = self.store.ring();
+                let id = ring.next_event_id;
+                ring.next_event_id += 1;
+                id
+            }
+        };
+        self.event = Some(EventInfo {
+            id,
+            end_wall_ms: None,
+            ..event
+        });
+        let fits = self.write_event_record(RECORD_ROOM_BYTES)?;
+        if !fits {
+            // The slot is full: the next segment opens with the record instead.
+            self.finish_segment()?;
+        }
+        Ok(id)
     }
 
-    /// Records the event's end time on the current segment and returns to continuous video: the
-    /// next segment is an ordinary one.
+    /// Records the running event's end time (its record goes into the open segment, in the
+    /// room every fragment leaves for it), syncs, and returns to plain video. The segment stays
+    /// open: in events mode the next event continues it.
     pub fn end_event(&mut self, end_wall_ms: i64) -> Result<(), StoreError> {
-        if let Some(event) = self.event.as_mut() {
-            event.end_wall_ms = Some(end_wall_ms);
-        }
-        let result = self.mark_current_segment();
+        let Some(event) = self.event.as_mut() else {
+            return Ok(());
+        };
+        event.end_wall_ms = Some(end_wall_ms);
+        let result = match self.write_event_record(0) {
+            Ok(true) => self.sync(),
+            Ok(false) => {
+                tracing::warn!(
+                    camera = %self.camera,
+                    event = event_id(&self.event),
+                    "no room left in the slot for the event's end; it is listed without one"
+                );
+                Ok(())
+            }
+            Err(error) => Err(error),
+        };
         self.event = None;
         result
     }
 
-    /// Ends the current segment now (synced); the next GOP starts a new one. For event-only
-    /// recording between events.
+    /// The id of the event being recorded, if any.
+    pub fn current_event(&self) -> Option<&EventInfo> {
+        self.event.as_ref()
+    }
+
+    /// Ends the current segment now (synced); the next GOP starts a new one.
     pub fn end_segment(&mut self) -> Result<(), StoreError> {
         self.finish_segment()
     }
@@ -225,33 +369,50 @@ impl CameraWriter {
         self.finish_segment()
     }
 
-    /// Writes the current event into the open segment's event region.
-    fn mark_current_segment(&mut self) -> Result<(), StoreError> {
+    /// Writes the running event's record into the open segment, leaving `keep_free` bytes
+    /// after it. `Ok(false)` when there is no room; `Ok(true)` when written or when no segment
+    /// is open (the next segment starts with it).
+    fn write_event_record(&mut self, keep_free: u64) -> Result<bool, StoreError> {
+        let slot_bytes = self.store.layout().slot_bytes;
         let (Some(segment), Some(event)) = (self.segment.as_mut(), self.event.as_ref()) else {
-            return Ok(());
+            return Ok(true);
         };
-        let region = event.encode_region();
-        if let Err(e) = segment.file.write_all_at(&region, EVENT_REGION_OFFSET) {
-            let error = StoreError::io(&segment.path, "write event metadata", e);
+        let record = EventRecord {
+            after_fragments: segment.next_index,
+            event: event.clone(),
+        };
+        let offset = segment.next_offset;
+        if offset + record.encoded_len() + keep_free + FREE_HEADER_BYTES > slot_bytes {
+            return Ok(false);
+        }
+        self.write_buf.clear();
+        record.encode(segment.segment_id, &mut self.write_buf);
+        cover_rest(&mut self.write_buf, offset, slot_bytes);
+        if let Err(e) = segment.file.write_all_at(&self.write_buf, offset) {
+            let error = StoreError::io(&segment.path, "write event record", e);
             self.abandon_segment();
             return Err(error);
         }
         segment.dirty = true;
+        segment.next_offset = offset + record.encoded_len();
         let slot = segment.slot;
-        if let Some(state) = self.store.ring().slots.get_mut(slot as usize) {
-            state.event = Some(event.clone());
-            state.counters.bytes_written += region.len() as u64;
+        let mut ring = self.store.ring();
+        if let Some(state) = ring.slots.get_mut(slot as usize) {
+            state.end_offset = offset + record.encoded_len();
+            state.events.push(record);
+            state.counters.bytes_written += self.write_buf.len() as u64;
         }
-        Ok(())
+        Ok(true)
     }
 
-    fn segment_ends_before(&self, segment: &OpenSegment, gop: &Gop, first_pts: i64) -> bool {
+    fn segment_ends_before(&self, segment: &OpenSegment, gop: &Gop) -> bool {
         let params_changed =
             !Arc::ptr_eq(&segment.params, &gop.params) && *segment.params != *gop.params;
-        let long_enough = segment.duration_90k >= self.options.segment_90k;
-        let media_jumped =
-            first_pts.abs_diff(segment.expected_pts_90k) > MAX_MEDIA_JUMP_90K.unsigned_abs();
-        params_changed || long_enough || media_jumped
+        let long_enough = self
+            .options
+            .segment_90k
+            .is_some_and(|length| segment.timeline.duration_90k >= length);
+        params_changed || long_enough
     }
 
     /// Writes the GOP into the open segment; `false` when it does not fit the rest of the slot.
@@ -260,25 +421,23 @@ impl CameraWriter {
         let Some(segment) = self.segment.as_mut() else {
             return Ok(false);
         };
-        let audio_base = audio_base(&mut segment.first_audio_pts, gop);
-        let times = FragmentTimes {
-            sequence_number: segment.next_index + 1,
-            video_base_90k: first_pts.saturating_sub(segment.first_pts_90k).max(0) as u64,
-            audio_base,
-        };
+        let placement = segment
+            .timeline
+            .place(gop, first_pts, segment.next_index + 1);
         // The body is muxed straight behind room for its header: one copy of the video per GOP.
         self.write_buf.clear();
         self.write_buf.resize(FRAGMENT_HEADER_BYTES as usize, 0);
-        mux::write_fragment(gop, &times, &mut self.write_buf)
+        mux::write_fragment(gop, &placement.times, &mut self.write_buf)
             .map_err(|e| bad_gop(&self.store, &self.camera, e.to_string()))?;
         let fragment_bytes = self.write_buf.len() as u64;
-        if segment.next_offset + fragment_bytes + FREE_HEADER_BYTES > slot_bytes {
+        if segment.next_offset + fragment_bytes + RECORD_ROOM_BYTES + FREE_HEADER_BYTES > slot_bytes
+        {
             return Ok(false);
         }
         let offset = segment.next_offset;
-        let info = encode_fragment(segment, gop, &times, offset, &mut self.write_buf, 0)?;
+        let info = encode_fragment(segment, gop, &placement, offset, &mut self.write_buf, 0)?;
         cover_rest(&mut self.write_buf, offset, slot_bytes);
-        self.write_fragment(offset, info, gop, first_pts)?;
+        self.write_fragment(offset, info, placement.timeline_after)?;
         Ok(true)
     }
 
@@ -287,22 +446,25 @@ impl CameraWriter {
         self.init_buf.clear();
         mux::write_init_segment(&gop.params, &mut self.init_buf)
             .map_err(|e| self.bad_gop(e.to_string()))?;
-        let mut first_audio_pts = None;
-        let times = FragmentTimes {
-            sequence_number: 1,
-            video_base_90k: 0,
-            audio_base: audio_base(&mut first_audio_pts, gop),
-        };
-        // Slot header, init segment and fragment header are filled in once the slot is known;
-        // the body is muxed straight behind the room left for them.
+        let timeline = Timeline::new(first_pts);
+        let placement = timeline.place(gop, first_pts, 1);
+        // The running event's record opens the segment, so it says which event it belongs to.
+        let mut record = self.event.as_ref().map(|event| EventRecord {
+            after_fragments: 0,
+            event: event.clone(),
+        });
+        let record_len = record.as_ref().map_or(0, EventRecord::encoded_len) as usize;
+        // Slot header, init segment, record and fragment header are filled in once the slot is
+        // known; the body is muxed straight behind the room left for them.
         let init_at = SLOT_HEADER_BYTES as usize;
-        let fragment_at = init_at + self.init_buf.len();
+        let record_at = init_at + self.init_buf.len();
+        let fragment_at = record_at + record_len;
         self.write_buf.clear();
         self.write_buf
             .resize(fragment_at + FRAGMENT_HEADER_BYTES as usize, 0);
-        mux::write_fragment(gop, &times, &mut self.write_buf)
+        mux::write_fragment(gop, &placement.times, &mut self.write_buf)
             .map_err(|e| self.bad_gop(e.to_string()))?;
-        let first_write_bytes = self.write_buf.len() as u64 + FREE_HEADER_BYTES;
+        let first_write_bytes = self.write_buf.len() as u64 + RECORD_ROOM_BYTES + FREE_HEADER_BYTES;
         if first_write_bytes > slot_bytes {
             return Err(self.bad_gop(format!(
                 "needs {first_write_bytes} bytes, more than a whole slot ({slot_bytes} bytes); \
@@ -327,65 +489,56 @@ impl CameraWriter {
             params: Arc::clone(&gop.params),
             next_offset: SLOT_HEADER_BYTES + self.init_buf.len() as u64,
             next_index: 0,
-            first_pts_90k: first_pts,
-            expected_pts_90k: first_pts,
-            first_audio_pts,
-            duration_90k: 0,
+            timeline,
             last_sync: Instant::now(),
             dirty: false,
             syncs: 0,
         };
-        let mut slot_header = Vec::with_capacity(init_at);
-        header.encode(&mut slot_header);
-        if let Some(event) = &self.event {
-            let region = event.encode_region();
-            let at = EVENT_REGION_OFFSET as usize;
-            if let Some(target) = slot_header.get_mut(at..at + region.len()) {
-                target.copy_from_slice(&region);
-            }
+        let mut head = Vec::with_capacity(fragment_at);
+        header.encode(&mut head);
+        head.extend_from_slice(&self.init_buf);
+        if let Some(record) = &record {
+            record.encode(header.segment_id, &mut head);
         }
-        // Same lengths as the room left for them, so nothing behind them moves.
-        self.write_buf.splice(..init_at, slot_header);
-        self.write_buf
-            .splice(init_at..fragment_at, self.init_buf.iter().copied());
+        debug_assert_eq!(head.len(), fragment_at);
+        // Same length as the room left for them, so nothing behind them moves.
+        self.write_buf.splice(..fragment_at, head);
+        segment.next_offset += record_len as u64;
         let offset = segment.next_offset;
         let info = encode_fragment(
             &mut segment,
             gop,
-            &times,
+            &placement,
             offset,
             &mut self.write_buf,
             fragment_at,
         )?;
         cover_rest(&mut self.write_buf, 0, slot_bytes);
+        if let (Some(record), Some(state)) = (
+            record.take(),
+            self.store.ring().slots.get_mut(slot as usize),
+        ) {
+            state.events.push(record);
+        }
         tracing::debug!(camera = %self.camera, slot, segment = header.segment_id, "segment started");
         self.segment = Some(segment);
-        self.write_fragment(0, info, gop, first_pts)
+        self.write_fragment(0, info, placement.timeline_after)
     }
 
     /// Picks the slot, and records the new segment in the index (the slot's old content is no
-    /// longer listed from here on).
+    /// longer listed from here on; its fragments count as overwritten for their camera).
     fn allocate_slot(&mut self, gop: &Gop) -> Result<(u32, SlotHeader), StoreError> {
         let store_id = self.store.inner.marker.store_id;
         let mut ring = self.store.ring();
-        let purpose = if self.event.is_some() {
-            ring::Purpose::Event
-        } else {
-            ring::Purpose::Continuous
-        };
-        let index = ring::choose_slot(
-            &ring.slots,
-            &ring.writers,
-            &self.camera,
-            ring.event_share,
-            purpose,
-        )
-        .ok_or_else(|| StoreError::Full {
+        let index = ring::choose_slot(&ring.slots, &ring.writers, &self.camera, ring.event_share)
+            .ok_or_else(|| StoreError::Full {
             path: self.store.dir().to_owned(),
             slot_count: self.store.layout().slot_count,
         })?;
         let segment_id = ring.next_segment_id;
         ring.next_segment_id += 1;
+        let camera_fragments_before = ring.camera_written(&self.camera);
+        let ring = &mut *ring;
         let state = ring
             .slots
             .get_mut(index)
@@ -413,18 +566,23 @@ impl CameraWriter {
             lifetime_bytes_before: state.counters.bytes_written,
             lifetime_syncs_before: state.counters.syncs,
             laps_before: state.counters.segments as u32,
+            camera_fragments_before,
         };
         if let Some(old) = &state.header {
-            tracing::debug!(
+            let fragments = state.fragments.len() as u64;
+            *ring.overwritten.entry(old.camera.clone()).or_default() += fragments;
+            tracing::info!(
                 camera = %self.camera,
                 slot = index,
                 overwritten_camera = %old.camera,
                 overwritten_segment = old.segment_id,
+                overwritten_fragments = fragments,
+                overwritten_event = state.is_event(),
                 "wrapping over slot"
             );
         }
         state.header = Some(header.clone());
-        state.event = self.event.clone();
+        state.events.clear();
         state.fragments.clear();
         state.end_offset = SLOT_HEADER_BYTES + u64::from(header.init_len);
         state.busy = true;
@@ -437,8 +595,7 @@ impl CameraWriter {
         &mut self,
         offset: u64,
         info: FragmentInfo,
-        gop: &Gop,
-        first_pts: i64,
+        timeline_after: Timeline,
     ) -> Result<(), StoreError> {
         let Some(segment) = self.segment.as_mut() else {
             return Ok(());
@@ -451,15 +608,12 @@ impl CameraWriter {
         segment.dirty = true;
         segment.next_offset = info.end_offset();
         segment.next_index += 1;
-        // Camera timestamps are external input: saturate rather than overflow.
-        segment.duration_90k = first_pts
-            .saturating_sub(segment.first_pts_90k)
-            .saturating_add(gop.duration_90k());
-        segment.expected_pts_90k = first_pts.saturating_add(gop.duration_90k());
+        segment.timeline = timeline_after;
         let slot = segment.slot;
         let due = segment.last_sync.elapsed() >= self.options.sync_interval;
         {
             let mut ring = self.store.ring();
+            *ring.written.entry(self.camera.clone()).or_default() += 1;
             if let Some(state) = ring.slots.get_mut(slot as usize) {
                 state.end_offset = info.end_offset();
                 state.fragments.push(info);
@@ -516,6 +670,10 @@ impl Drop for CameraWriter {
     }
 }
 
+fn event_id(event: &Option<EventInfo>) -> u64 {
+    event.as_ref().map_or(0, |e| e.id)
+}
+
 fn bad_gop(store: &Store, camera: &str, problem: String) -> StoreError {
     StoreError::BadGop {
         path: store.dir().to_owned(),
@@ -524,22 +682,13 @@ fn bad_gop(store: &Store, camera: &str, problem: String) -> StoreError {
     }
 }
 
-/// The audio decode time of the GOP's first audio frame since the segment's first audio frame.
-fn audio_base(first_audio_pts: &mut Option<i64>, gop: &Gop) -> u64 {
-    let Some(first) = gop.audio.first() else {
-        return 0;
-    };
-    let segment_first = *first_audio_pts.get_or_insert(first.pts);
-    (first.pts - segment_first).max(0) as u64
-}
-
 /// Fills in the header of the fragment whose header room starts at `buf[header_at]` and whose
 /// body runs from the end of that room to the end of `buf`; `offset` is where the fragment goes
 /// in the slot.
 fn encode_fragment(
     segment: &mut OpenSegment,
     gop: &Gop,
-    times: &FragmentTimes,
+    placement: &Placement,
     offset: u64,
     buf: &mut [u8],
     header_at: usize,
@@ -556,10 +705,11 @@ fn encode_fragment(
         index: segment.next_index,
         body_len,
         wall_ms: gop.start_wall_ms,
-        base_90k: times.video_base_90k,
+        base_90k: placement.times.video_base_90k,
         duration_90k: u32::try_from(gop.duration_90k().max(0)).unwrap_or(u32::MAX),
         frame_count: gop.frames.len() as u32,
         segment_syncs: segment.syncs,
+        discontinuity: placement.discontinuity,
     };
     let mut header_bytes = Vec::with_capacity(FRAGMENT_HEADER_BYTES as usize);
     header.encode(body, &mut header_bytes);
@@ -583,6 +733,7 @@ fn encode_fragment(
         frame_count: header.frame_count,
         segment_syncs: header.segment_syncs,
         crc,
+        discontinuity: header.discontinuity,
     })
 }
 

@@ -51,7 +51,7 @@ fn store(slots: u32) -> (tempfile::TempDir, Store) {
 
 fn writer_options() -> WriterOptions {
     WriterOptions {
-        segment_90k: 4 * 90_000,
+        segment_90k: Some(4 * 90_000),
         sync_interval: Duration::from_secs(60),
         share_slots: None,
     }
