@@ -281,7 +281,10 @@ fn hostile_clients_get_errors_and_the_box_keeps_recording() -> anyhow::Result<()
     assert!(status.success(), "{status}");
     let sent = server.wait_idle("/cam", 1, STEP_TIMEOUT)?;
     let listing = store_ls(&bins::edgenvr(), &store)?;
-    let ranges = listing["cameras"][0]["ranges"].as_array().cloned().unwrap_or_default();
+    let ranges = listing["cameras"][0]["ranges"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     assert_eq!(ranges.len(), 1, "{listing}");
     let frames = ranges[0]["frames"].as_u64().unwrap_or(0);
     assert!(
