@@ -260,7 +260,7 @@ impl Health {
         let now = Instant::now();
         let mut values = Vec::new();
         for sensors in &mut self.cameras {
-            let online = matches!(*sensors.camera.status.borrow(), CameraStatus::Streaming);
+            let online = sensors.camera.status.borrow().is_online();
             let activity = &sensors.camera.activity;
             let wanted = if sensors.camera.events_mode {
                 activity.event_recording.load(Ordering::Relaxed)

@@ -7,10 +7,12 @@
 //!
 //! Files: `auth` (the token: config, file or generated; constant-time check), `times` (query
 //! times), `range` (the `Range` header), `moof` (rewriting fragment numbers and times), `clip`
-//! (clip plan and reader), `pieces` (one stored fragment read piecewise and verified), `routes` (handlers and errors).
+//! (clip plan and reader), `pieces` (one stored fragment read piecewise and verified), `routes` (handlers and errors),
+//! `limits` (the accept loop: connection cap, header and write-stall timeouts).
 
 pub mod auth;
 pub mod clip;
+pub mod limits;
 pub mod moof;
 pub mod pieces;
 pub mod range;
@@ -23,6 +25,7 @@ use std::net::SocketAddr;
 use tokio::net::TcpListener;
 
 pub use auth::{resolve_token, Token, TokenError, GENERATED_TOKEN_FILE};
+pub use limits::HttpLimits;
 pub use routes::{ApiState, MAX_CLIP_DOWNLOADS};
 
 use crate::store::Store;
@@ -32,6 +35,7 @@ use crate::store::Store;
 pub struct HttpServer {
     listener: TcpListener,
     state: ApiState,
+    limits: HttpLimits,
 }
 
 impl HttpServer {
@@ -42,7 +46,14 @@ impl HttpServer {
         Ok(HttpServer {
             listener,
             state: ApiState::new(store, token),
+            limits: HttpLimits::default(),
         })
+    }
+
+    /// The same server with other client bounds than [`HttpLimits::default`] (tests).
+    pub fn with_limits(mut self, limits: HttpLimits) -> HttpServer {
+        self.limits = limits;
+        self
     }
 
     /// The address actually bound.
@@ -51,13 +62,19 @@ impl HttpServer {
     }
 
     /// Serves until `shutdown` completes; then stops accepting and waits for requests in flight
-    /// (a clip download in progress finishes or its client goes away).
+    /// (a clip download in progress finishes, its client goes away, or it stalls past
+    /// [`HttpLimits::write_stall_timeout`]).
     pub async fn serve(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(self.listener, routes::router(self.state))
-            .with_graceful_shutdown(shutdown)
-            .await
+        limits::serve(
+            self.listener,
+            routes::router(self.state),
+            self.limits,
+            shutdown,
+        )
+        .await;
+        Ok(())
     }
 }
