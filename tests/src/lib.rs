@@ -1,14 +1,17 @@
 //! Shared harness for edgenvr's end-to-end tests: locating the built binaries and driving the
 //! `edgenvr` and `nvrctl` CLIs (`edgenvr_box`, `nvrctl_cli`, `process`) and `nvrctl watch`
-//! (`watcher`), starting real servers (gst-rtsp-server, mosquitto and its clients) on free
-//! ports, encoding test media with ffmpeg (`clips`, `h26x`, `aac`, `gops`), setting up
-//! stores (`test_store`), and checking what was written with ffprobe (`ffprobe`, `recording`).
+//! (`watcher`), starting real servers (gst-rtsp-server, mosquitto and its clients, and
+//! `edgenvr sim-camera`, healthy or faulty: `sim_camera`) on free ports, encoding test media with
+//! ffmpeg (`clips`, `h26x`, `aac`, `gops`), setting up stores (`test_store`), checking what was
+//! written with ffprobe (`ffprobe`, `recording`), and the fuzz targets' bodies, shared by `fuzz/`
+//! and the corpus replay test (`fuzz`).
 
 pub mod aac;
 pub mod bins;
 pub mod clips;
 pub mod edgenvr_box;
 pub mod ffprobe;
+pub mod fuzz;
 pub mod gops;
 pub mod h26x;
 pub mod line_sink;
@@ -17,5 +20,6 @@ pub mod nvrctl_cli;
 pub mod process;
 pub mod recording;
 pub mod rtsp_server;
+pub mod sim_camera;
 pub mod test_store;
 pub mod watcher;

@@ -120,18 +120,33 @@ pub fn policy_for(name: &str, overrides: &[ReportConfig]) -> ReportPolicy {
 /// A camera's state and why, from its ingest status and whether its video reaches the store.
 pub fn camera_status(status: &CameraStatus, store_failing: bool) -> (CameraState, CameraReason) {
     match status {
-        CameraStatus::Streaming if store_failing => (CameraState::Degraded, CameraReason::Storage),
+        // Video not reaching the store is the worst a streaming camera can do: it comes first.
+        CameraStatus::Streaming | CameraStatus::Degraded { .. } if store_failing => {
+            (CameraState::Degraded, CameraReason::Storage)
+        }
         CameraStatus::Streaming => (CameraState::Online, CameraReason::None),
+        CameraStatus::Degraded { kind, .. } => (CameraState::Degraded, reason_of(*kind)),
         CameraStatus::Connecting => (CameraState::Connecting, CameraReason::None),
-        CameraStatus::Retrying { kind, .. } => (
-            CameraState::Offline,
-            match kind {
-                IngestErrorKind::Unauthorized => CameraReason::AuthFailed,
-                IngestErrorKind::Unsupported => CameraReason::Unsupported,
-                IngestErrorKind::Transient => CameraReason::Unreachable,
-            },
-        ),
+        CameraStatus::Retrying { kind, .. } => (CameraState::Offline, reason_of(*kind)),
         CameraStatus::Stopped => (CameraState::Stopped, CameraReason::None),
+    }
+}
+
+/// The wire reason of an ingest failure or fault.
+fn reason_of(kind: IngestErrorKind) -> CameraReason {
+    match kind {
+        IngestErrorKind::Unauthorized => CameraReason::AuthFailed,
+        IngestErrorKind::Unsupported => CameraReason::Unsupported,
+        IngestErrorKind::Unreachable | IngestErrorKind::NoAnswer | IngestErrorKind::Ended => {
+            CameraReason::Unreachable
+        }
+        IngestErrorKind::Refused => CameraReason::Refused,
+        IngestErrorKind::BadDescription
+        | IngestErrorKind::BadMedia
+        | IngestErrorKind::ParametersWithoutKeyFrame => CameraReason::BadStream,
+        IngestErrorKind::Stalled => CameraReason::NoData,
+        IngestErrorKind::TimestampJump => CameraReason::Timestamps,
+        IngestErrorKind::Transient => CameraReason::Unreachable,
     }
 }
 
@@ -337,7 +352,7 @@ impl Health {
         let mut writes_failing = false;
         for sensors in &mut self.cameras {
             let ingest_status = sensors.camera.status.borrow().clone();
-            let online = matches!(ingest_status, CameraStatus::Streaming);
+            let online = ingest_status.is_online();
             let activity = &sensors.camera.activity;
             writes_failing |= activity.store_failing();
             let (state, reason) = camera_status(&ingest_status, activity.store_failing());
@@ -515,6 +530,42 @@ mod tests {
                 false,
                 CameraState::Offline,
                 CameraReason::Unreachable,
+            ),
+            (
+                retrying(IngestErrorKind::Stalled),
+                false,
+                CameraState::Offline,
+                CameraReason::NoData,
+            ),
+            (
+                retrying(IngestErrorKind::Refused),
+                false,
+                CameraState::Offline,
+                CameraReason::Refused,
+            ),
+            (
+                retrying(IngestErrorKind::BadMedia),
+                false,
+                CameraState::Offline,
+                CameraReason::BadStream,
+            ),
+            (
+                CameraStatus::Degraded {
+                    kind: IngestErrorKind::TimestampJump,
+                    reason: "x".into(),
+                },
+                false,
+                CameraState::Degraded,
+                CameraReason::Timestamps,
+            ),
+            (
+                CameraStatus::Degraded {
+                    kind: IngestErrorKind::TimestampJump,
+                    reason: "x".into(),
+                },
+                true,
+                CameraState::Degraded,
+                CameraReason::Storage,
             ),
             (
                 retrying(IngestErrorKind::Unsupported),

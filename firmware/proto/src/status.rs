@@ -46,6 +46,8 @@ pub enum CameraReason {
     Storage,
     /// The camera offers no video the box can record (no H.264/H.265).
     Unsupported,
+    /// The camera answered with an RTSP error (a wrong path, 454, 503).
+    Refused,
 }
 
 /// The store's health, as `storage_status` reports it.
@@ -103,6 +105,7 @@ coded!(CameraReason {
     Timestamps = 5 => "timestamps",
     Storage = 6 => "storage",
     Unsupported = 7 => "unsupported",
+    Refused = 8 => "refused",
 });
 
 coded!(StoreState {
@@ -138,10 +141,10 @@ mod tests {
             CameraState::Stopped,
         ];
         for state in states {
-            for reason_code in 0..8 {
+            for reason_code in 0..9 {
                 let reason = CameraReason::from_code(reason_code).unwrap();
                 let code = camera_status_code(state, reason);
-                // One varint byte holds 7 bits.
+                // One varint byte holds 7 bits: reasons below 16.
                 assert!(code < 128, "{code}");
                 let (s, r) = split_camera_status(code);
                 assert_eq!(CameraState::from_code(s), Some(state));
@@ -152,7 +155,7 @@ mod tests {
             camera_status_code(CameraState::Degraded, CameraReason::Storage),
             6 << 3 | 3
         );
-        assert_eq!(CameraReason::from_code(8), None);
+        assert_eq!(CameraReason::from_code(9), None);
         assert_eq!(StoreState::from_code(4), Some(StoreState::ReadOnly));
         assert_eq!(StoreState::ReadOnly.name(), "read_only");
     }

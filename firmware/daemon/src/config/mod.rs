@@ -312,7 +312,7 @@ pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
         vec![Problem {
             key: String::new(),
             line: e.span().map(|span| line_of(text, span.start)),
-            message: e.message().trim().to_owned(),
+            message: syntax_message(&e, text),
         }]
     })?;
     let mut problems = config.problems();
@@ -327,6 +327,23 @@ pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
         }
     }
     Err(problems)
+}
+
+/// What a TOML error says. toml leaves the message empty for some characters its lexer refuses
+/// (a NUL byte in a comment, found by fuzzing): then the character at the error is named.
+fn syntax_message(error: &toml::de::Error, text: &str) -> String {
+    let message = error.message().trim();
+    if !message.is_empty() {
+        return message.to_owned();
+    }
+    let character = error
+        .span()
+        .and_then(|span| text.get(span.start..))
+        .and_then(|rest| rest.chars().next());
+    match character {
+        Some(c) => format!("{c:?} is not allowed here (not valid TOML)"),
+        None => "not valid TOML".to_owned(),
+    }
 }
 
 impl Config {
@@ -597,6 +614,19 @@ fn span_of_key(root: &toml_edit::Item, key: &str) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
+    /// Fuzzing (`fuzz/corpus/config/regress-nul-in-comment`): a NUL byte in a comment made toml
+    /// fail with an empty message, and `check-config` printed `FILE:1: ` and nothing else.
+    #[test]
+    fn nul_in_a_comment_is_named_not_reported_empty() {
+        let problems = super::parse("# a comment\0\n[storage]\ndir = \"/x\"\n").unwrap_err();
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].line, Some(1));
+        assert_eq!(
+            problems[0].message,
+            "'\\0' is not allowed here (not valid TOML)"
+        );
+    }
+
     use super::*;
 
     const GOOD: &str = r#"

@@ -8,10 +8,12 @@
 //! Files: `auth` (the token: config, file or generated; constant-time check), `times` (query
 //! times), `range` (the `Range` header), `moof` (rewriting fragment numbers and times), `clip`
 //! (clip plan and reader), `pieces` (one stored fragment read piecewise and verified), `outputs`
-//! (switching an output), `routes` (handlers and errors).
+//! (switching an output), `routes` (handlers and errors), `limits` (the accept loop: connection
+//! cap, header and write-stall timeouts).
 
 pub mod auth;
 pub mod clip;
+pub mod limits;
 pub mod moof;
 pub mod outputs;
 pub mod pieces;
@@ -25,6 +27,7 @@ use std::net::SocketAddr;
 use tokio::net::TcpListener;
 
 pub use auth::{resolve_token, Token, TokenError, GENERATED_TOKEN_FILE};
+pub use limits::HttpLimits;
 pub use routes::{ApiState, MAX_CLIP_DOWNLOADS};
 
 use crate::store::Store;
@@ -34,6 +37,7 @@ use crate::store::Store;
 pub struct HttpServer {
     listener: TcpListener,
     state: ApiState,
+    limits: HttpLimits,
 }
 
 impl HttpServer {
@@ -44,6 +48,7 @@ impl HttpServer {
         Ok(HttpServer {
             listener,
             state: ApiState::new(store, token),
+            limits: HttpLimits::default(),
         })
     }
 
@@ -53,19 +58,31 @@ impl HttpServer {
         self
     }
 
+    /// The same server with other client bounds than [`HttpLimits::default`] (tests).
+    pub fn with_limits(mut self, limits: HttpLimits) -> HttpServer {
+        self.limits = limits;
+        self
+    }
+
     /// The address actually bound.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
     }
 
     /// Serves until `shutdown` completes; then stops accepting and waits for requests in flight
-    /// (a clip download in progress finishes or its client goes away).
+    /// (a clip download in progress finishes, its client goes away, or it stalls past
+    /// [`HttpLimits::write_stall_timeout`]).
     pub async fn serve(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(self.listener, routes::router(self.state))
-            .with_graceful_shutdown(shutdown)
-            .await
+        limits::serve(
+            self.listener,
+            routes::router(self.state),
+            self.limits,
+            shutdown,
+        )
+        .await;
+        Ok(())
     }
 }
