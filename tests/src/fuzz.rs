@@ -36,17 +36,26 @@ pub struct FramesSummary {
 /// The kind a receiver's catalog would give sensor `id`: a fixed mix, so changes of every
 /// kind (and of unknown sensors) are read.
 fn kind_of(id: SensorId) -> Option<ValueKind> {
-    match id.0 % 4 {
+    match id.0 % 5 {
         0 => Some(ValueKind::Binary),
         1 => Some(ValueKind::Scalar),
         2 => Some(ValueKind::Complex),
+        3 => Some(ValueKind::Unsigned),
         _ => None,
     }
 }
 
+/// The most pack bytes the fuzz body gathers before it drops them: packs of a few KiB reach
+/// every path of the pack decoder, and big ones would only slow the fuzzer.
+const MAX_FUZZ_PACK_BYTES: usize = 64 * 1024;
+/// What a pack may inflate to here (the pack decoder's limit, exercised).
+const MAX_FUZZ_INFLATED_BYTES: usize = 1 << 20;
+
 /// The state frame decoder (`edgenvr_proto::FrameDecoder`), as `nvrctl` runs it on a socket.
 /// The first byte picks the size of the pieces the rest is fed in (1–16 bytes, or all at once),
-/// since frames arrive split anywhere. Every frame's catalog entries and changes are read.
+/// since frames arrive split anywhere. Every frame's catalog entries, changes and packed
+/// snapshot values are read, and catalog pack parts are gathered and, at a last part, decoded
+/// (`edgenvr_proto::pack::decode_catalog_pack`, protocol version 2).
 pub fn state_frames(data: &[u8]) -> FramesSummary {
     let Some((&chunking, stream)) = data.split_first() else {
         return FramesSummary::default();
@@ -57,6 +66,7 @@ pub fn state_frames(data: &[u8]) -> FramesSummary {
     };
     let mut decoder: FrameDecoder = FrameDecoder::new();
     let mut summary = FramesSummary::default();
+    let mut pack: Vec<u8> = Vec::new();
     let mut next_offset = 0u64;
     for chunk in stream.chunks(chunk_bytes) {
         let mut input = chunk;
@@ -75,6 +85,23 @@ pub fn state_frames(data: &[u8]) -> FramesSummary {
                         Body::Catalog(catalog) => catalog.entries().count(),
                         Body::Changes(batch) => batch.changes(kind_of).count(),
                         Body::Snapshot(snapshot) => snapshot.batch.changes(kind_of).count(),
+                        Body::PackedSnapshot(part) => part.values(kind_of).count(),
+                        Body::CatalogPack(part) => {
+                            if pack.len() + part.bytes.len() > MAX_FUZZ_PACK_BYTES {
+                                pack.clear();
+                            }
+                            pack.extend_from_slice(part.bytes);
+                            let mut entries = 0;
+                            if part.last_part {
+                                let _ = edgenvr_proto::pack::decode_catalog_pack(
+                                    &pack,
+                                    MAX_FUZZ_INFLATED_BYTES,
+                                    |_| entries += 1,
+                                );
+                                pack.clear();
+                            }
+                            entries
+                        }
                         _ => 0,
                     };
                     next_offset = offset;

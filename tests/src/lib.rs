@@ -1,9 +1,10 @@
 //! Shared harness for edgenvr's end-to-end tests: locating the built binaries and driving the
-//! `edgenvr` and `nvrctl` CLIs (`edgenvr_box`, `nvrctl_cli`, `process`), starting real servers
-//! (gst-rtsp-server, mosquitto, and `edgenvr sim-camera`, healthy or faulty: `sim_camera`) on
-//! free ports, encoding test media with ffmpeg (`clips`, `h26x`, `aac`, `gops`), setting up
-//! stores (`test_store`), checking what was written with ffprobe (`ffprobe`, `recording`), and
-//! the fuzz targets' bodies, shared by `fuzz/` and the corpus replay test (`fuzz`).
+//! `edgenvr` and `nvrctl` CLIs (`edgenvr_box`, `nvrctl_cli`, `process`) and `nvrctl watch`
+//! (`watcher`), starting real servers (gst-rtsp-server, mosquitto and its clients, and
+//! `edgenvr sim-camera`, healthy or faulty: `sim_camera`) on free ports, encoding test media with
+//! ffmpeg (`clips`, `h26x`, `aac`, `gops`), setting up stores (`test_store`), checking what was
+//! written with ffprobe (`ffprobe`, `recording`), and the fuzz targets' bodies, shared by `fuzz/`
+//! and the corpus replay test (`fuzz`).
 
 pub mod aac;
 pub mod bins;
@@ -21,3 +22,4 @@ pub mod recording;
 pub mod rtsp_server;
 pub mod sim_camera;
 pub mod test_store;
+pub mod watcher;

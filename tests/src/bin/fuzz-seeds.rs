@@ -2,9 +2,10 @@
 //! target's fuzzer starts from. Usage: `fuzz-seeds CORPUS_DIR` (run from the repository root:
 //! `cargo run -p edgenvr-tests --bin fuzz-seeds -- fuzz/corpus`).
 //!
-//! - `state_frames`: a box session as the wire carries it (hello, catalog, snapshot, changes,
-//!   heartbeat) encoded by `edgenvr_proto::encode`, fed whole and byte by byte, and once with a
-//!   damaged frame in the middle;
+//! - `state_frames`: a box session as the wire carries it, encoded by `edgenvr_proto::encode`:
+//!   protocol version 2 (hello naming the catalog, catalog pack, packed snapshot, changes,
+//!   heartbeat) fed whole and byte by byte, and once with a damaged frame in the middle; and a
+//!   version 1 session (hello, catalog, snapshot, changes, heartbeat);
 //! - `config`: the shipped configs (`examples/config.toml`, `packaging/config.toml`) and the
 //!   smallest usable one;
 //! - `range_header`: the Range headers players and `nvrctl pull` send, against clip lengths;
@@ -20,8 +21,8 @@ use edgenvr::media::synthetic;
 use edgenvr::store::scan::{scan_slot, Verify};
 use edgenvr::store::{Store, WriterOptions};
 use edgenvr_proto::{
-    encode, Batch, Body, CameraRole, Catalog, CatalogEntry, Change, Frame, Hello, Kind, Role,
-    SensorId, Snapshot, Value, PROTOCOL_VERSION,
+    encode, Batch, Body, CameraRole, Catalog, CatalogEntry, CatalogHasher, CatalogPackPart, Change,
+    Frame, Hello, Kind, PackedSnapshot, Role, SensorId, Snapshot, Value, PROTOCOL_VERSION,
 };
 use edgenvr_tests::test_store::{init_store_of_1mib_slots, WALL_START_MS};
 
@@ -38,7 +39,12 @@ fn main() -> anyhow::Result<()> {
         Ok(())
     };
 
-    let session = state_session()?;
+    let session = state_session(true)?;
+    write(
+        "state_frames",
+        "session-v1",
+        &[[0u8].as_slice(), &state_session(false)?].concat(),
+    )?;
     write(
         "state_frames",
         "session",
@@ -94,8 +100,9 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The frames a box with a PIR, a light and one camera sends after a client connects.
-fn state_session() -> anyhow::Result<Vec<u8>> {
+/// The frames a box with a PIR, a light and one camera sends after a client connects: as
+/// protocol version 2 sends them (`v2`), or version 1.
+fn state_session(v2: bool) -> anyhow::Result<Vec<u8>> {
     let entries = [
         CatalogEntry {
             id: SensorId(0),
@@ -147,21 +154,44 @@ fn state_session() -> anyhow::Result<Vec<u8>> {
         },
     ];
     let time_ms = 1_767_225_600_000u64;
-    let frames = [
-        Body::Hello(Hello {
-            version: PROTOCOL_VERSION,
-            box_name: "garage",
-        }),
-        Body::Catalog(Catalog::new(&entries)),
-        Body::Snapshot(Snapshot {
-            last_part: true,
-            batch: Batch::new(time_ms, &values),
-        }),
-        Body::Changes(Batch::new(time_ms + 50, &changes)),
-        Body::Heartbeat {
-            time_ms: time_ms + 5_000,
-        },
-    ];
+    let mut hasher = CatalogHasher::new();
+    entries.iter().for_each(|e| hasher.add(e));
+    let pack = edgenvr_proto::pack::encode_catalog_pack(0, &entries);
+    let frames: Vec<Body<'_>> = if v2 {
+        vec![
+            Body::Hello(Hello {
+                version: PROTOCOL_VERSION,
+                box_name: "garage",
+                catalog: Some(hasher.finish()),
+            }),
+            Body::CatalogPack(CatalogPackPart {
+                last_part: true,
+                bytes: &pack,
+            }),
+            Body::PackedSnapshot(PackedSnapshot::new(true, time_ms, &values)),
+            Body::Changes(Batch::new(time_ms + 50, &changes)),
+            Body::Heartbeat {
+                time_ms: time_ms + 5_000,
+            },
+        ]
+    } else {
+        vec![
+            Body::Hello(Hello {
+                version: 1,
+                box_name: "garage",
+                catalog: None,
+            }),
+            Body::Catalog(Catalog::new(&entries)),
+            Body::Snapshot(Snapshot {
+                last_part: true,
+                batch: Batch::new(time_ms, &values),
+            }),
+            Body::Changes(Batch::new(time_ms + 50, &changes)),
+            Body::Heartbeat {
+                time_ms: time_ms + 5_000,
+            },
+        ]
+    };
     let mut wire = Vec::new();
     for (seq, body) in frames.into_iter().enumerate() {
         let mut buf = [0u8; edgenvr_proto::MAX_FRAME_BYTES];

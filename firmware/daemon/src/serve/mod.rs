@@ -7,13 +7,15 @@
 //!
 //! Files: `auth` (the token: config, file or generated; constant-time check), `times` (query
 //! times), `range` (the `Range` header), `moof` (rewriting fragment numbers and times), `clip`
-//! (clip plan and reader), `pieces` (one stored fragment read piecewise and verified), `routes` (handlers and errors),
-//! `limits` (the accept loop: connection cap, header and write-stall timeouts).
+//! (clip plan and reader), `pieces` (one stored fragment read piecewise and verified), `outputs`
+//! (switching an output), `routes` (handlers and errors), `limits` (the accept loop: connection
+//! cap, header and write-stall timeouts).
 
 pub mod auth;
 pub mod clip;
 pub mod limits;
 pub mod moof;
+pub mod outputs;
 pub mod pieces;
 pub mod range;
 mod routes;
@@ -48,6 +50,12 @@ impl HttpServer {
             state: ApiState::new(store, token),
             limits: HttpLimits::default(),
         })
+    }
+
+    /// Lets `POST /api/outputs/{name}` switch outputs through `outputs`.
+    pub fn with_outputs(mut self, outputs: Option<crate::gpio::OutputControl>) -> HttpServer {
+        self.state.outputs = outputs;
+        self
     }
 
     /// The same server with other client bounds than [`HttpLimits::default`] (tests).

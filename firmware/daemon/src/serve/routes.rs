@@ -1,6 +1,7 @@
-//! The HTTP routes: `GET /api/recordings` and `GET /api/clip.mp4` (a time range, or one event by
-//! id), the token check in front of every route, and the JSON error bodies (400 bad query, 401
-//! no or wrong token, 404 no video or no such event, 416 bad range, 500 store failure).
+//! The HTTP routes: `GET /api/recordings`, `GET /api/clip.mp4` (a time range, or one event by
+//! id) and `POST /api/outputs/{name}` (in `outputs`), the token check in front of every route,
+//! and the JSON error bodies (400 bad query, 401 no or wrong token, 404 no video or no such
+//! event, 416 bad range, 500 store failure).
 //!
 //! Handlers parse the query, plan on the blocking pool (the store does file I/O) and answer; a
 //! clip body streams from [`super::clip::body_stream`].
@@ -12,7 +13,7 @@ use axum::extract::{Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use serde::Deserialize;
 
@@ -37,6 +38,8 @@ pub struct ApiState {
     pub token: Token,
     /// Permits for clip downloads in progress ([`MAX_CLIP_DOWNLOADS`]).
     pub downloads: Arc<tokio::sync::Semaphore>,
+    /// Manual output commands (`None` on a box without outputs).
+    pub outputs: Option<crate::gpio::OutputControl>,
 }
 
 impl ApiState {
@@ -46,6 +49,7 @@ impl ApiState {
             store,
             token,
             downloads: Arc::new(tokio::sync::Semaphore::new(MAX_CLIP_DOWNLOADS)),
+            outputs: None,
         }
     }
 }
@@ -55,6 +59,7 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/api/recordings", get(recordings))
         .route("/api/clip.mp4", get(clip))
+        .route("/api/outputs/{name}", post(super::outputs::set))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -71,7 +76,8 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+    /// An error answer with `status` and `message`.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
         ApiError {
             status,
             message: message.into(),
@@ -128,7 +134,7 @@ async fn require_token(State(state): State<ApiState>, request: Request, next: Ne
 async fn not_found() -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
-        "no such endpoint (GET /api/recordings, GET /api/clip.mp4)",
+        "no such endpoint (GET /api/recordings, GET /api/clip.mp4, POST /api/outputs/NAME)",
     )
 }
 
