@@ -8,11 +8,14 @@ falls behind the bus while its catalog (~1.4 MB at site scale) crawls through, a
 fresh snapshot and the changes queued behind it; the window starts once that has drained.
 READY_FILE is created when the window starts.
 
-Connects to HOST:PORT, reads raw bytes, splits frames at the 00 delimiter, COBS-decodes them,
-checks the CRC-16/IBM-SDLC and parses the body as firmware/proto/README.md describes (catalog
-entries give each id's kind, so a batch's changes can be walked). Counting starts after the
-last part of the latest snapshot and runs for SECONDS; a later snapshot (the box resent state
-because this client fell behind) restarts the count and is reported as a resync.
+Connects to HOST:PORT as a client that keeps no catalog (it sends no hello, so after a second
+the box sends its whole catalog, compressed), reads raw bytes, splits frames at the 00
+delimiter, COBS-decodes them, checks the CRC-16/IBM-SDLC and parses the body as
+firmware/proto/README.md describes (protocol version 2: the catalog pack is inflated with
+zlib's raw DEFLATE and its entries give each id's kind, so a batch's changes can be walked).
+Counting starts after the last part of the latest snapshot and runs for SECONDS; a later
+snapshot (the box resent state because this client fell behind) restarts the count and is
+reported as a resync.
 
 Prints one JSON object: wire bytes after the snapshot (delimiters included), frames by kind,
 binary and scalar changes, and the bytes the scalar changes themselves take (their key varint
@@ -23,8 +26,10 @@ import json
 import socket
 import sys
 import time
+import zlib
 
-KINDS = {0: "hello", 1: "catalog", 2: "snapshot", 3: "changes", 4: "heartbeat"}
+KINDS = {0: "hello", 1: "catalog", 2: "snapshot", 3: "changes", 4: "heartbeat",
+         5: "catalog_pack", 6: "packed_snapshot"}
 
 
 def crc16_x25(data):
@@ -75,6 +80,29 @@ class Reader:
         return self.pos >= len(self.data)
 
 
+def read_kind_and_role(reader):
+    """A catalog entry's kind (0 binary, 1 scalar, 2 complex, 3 unsigned) and role."""
+    kind = reader.varint()
+    if kind in (1, 3):
+        reader.string()
+    if reader.varint() == 3:
+        reader.varint()
+    return kind
+
+
+def parse_pack(pack, kinds):
+    """Reads a complete catalog pack into kinds (id -> kind)."""
+    reader = Reader(zlib.decompress(pack, -15))
+    reader.varint()  # format
+    next_id = reader.varint()  # base
+    for _ in range(reader.varint()):
+        sensor_id = next_id + reader.varint()
+        reader.varint()  # shared name prefix
+        reader.string()  # name suffix
+        kinds[sensor_id] = read_kind_and_role(reader)
+        next_id = sensor_id + 1
+
+
 def walk_batch(reader, kinds):
     """Returns (binary changes, scalar changes, bytes of the scalar changes)."""
     reader.varint()  # batch time
@@ -94,6 +122,10 @@ def walk_batch(reader, kinds):
             scalar_bytes += reader.pos - start
         elif kind == 2:
             reader.pos += reader.varint()
+        elif kind == 3:
+            reader.varint()
+            scalar += 1
+            scalar_bytes += reader.pos - start
         else:
             raise ValueError(f"change of unknown sensor id {previous}")
     return binary, scalar, scalar_bytes
@@ -115,6 +147,7 @@ def main():
     buffer = bytearray()
     expected_seq = None
     gaps = 0
+    pack = bytearray()
 
     def reset():
         nonlocal stats
@@ -168,14 +201,16 @@ def main():
                 while not reader.done():
                     sensor_id = reader.varint()
                     reader.string()
-                    value_kind = reader.varint()
-                    if value_kind == 1:
-                        reader.string()
-                    if reader.varint() == 3:
-                        reader.varint()
-                    kinds[sensor_id] = value_kind
-            elif kind == "snapshot":
+                    kinds[sensor_id] = read_kind_and_role(reader)
+            elif kind == "catalog_pack":
                 last_part = reader.data[reader.pos]
+                pack += reader.data[reader.pos + 1:]
+                if last_part:
+                    parse_pack(bytes(pack), kinds)
+                    pack.clear()
+            elif kind in ("snapshot", "packed_snapshot"):
+                # Version 1: a bool byte; version 2: flags, bit 0 is the last part.
+                last_part = reader.data[reader.pos] & 1
                 if last_part:
                     if settled_at is None:
                         session_start_seconds = time.monotonic() - start_catalog

@@ -3,6 +3,7 @@
 
 Usage:
   bench_state_latency.py --sensor NAME --edges N --trigger sim --edgenvr BIN --config FILE -- WATCH...
+  bench_state_latency.py --sensor NAME --edges N --trigger socket --socket PATH -- WATCH...
   bench_state_latency.py --sensor NAME --edges N --trigger fifo --fifo PATH -- WATCH...
 
 WATCH is the nvrctl command line (e.g. `ip netns exec NS nvrctl watch --json HOST:PORT`). Its
@@ -10,6 +11,9 @@ stdout is read line by line in a thread that stamps each line with the wall cloc
 arrives. After NAME's snapshot line, N edges alternate high/low, 100-300 ms apart (random):
 - `sim`: the clock is read, then `edgenvr sim set NAME high|low --config FILE` runs (the edge
   happens inside that call, so its process start-up counts against us);
+- `socket`: the clock is read, then `set NAME high|low` is written to the box's control socket
+  PATH (what `edgenvr sim set` sends; the sim pin changes when the box reads it) and the `ok`
+  awaited: the edge itself, without a process start;
 - `fifo`: the clock is read, then `NAME high|low` is written to PATH, which a state_site
   `--trigger-stdin` reads (an edge on the load generator's own bus, in process).
 The edges start after --wait-file exists and no snapshot line came for 5 s. Each edge's latency ends when nvrctl prints the matching change. The box's own time of the
@@ -21,6 +25,7 @@ import datetime
 import json
 import os
 import random
+import socket
 import subprocess
 import threading
 import time
@@ -42,7 +47,8 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--sensor", required=True)
     parser.add_argument("--edges", type=int, default=100)
-    parser.add_argument("--trigger", choices=["sim", "fifo"], required=True)
+    parser.add_argument("--trigger", choices=["sim", "socket", "fifo"], required=True)
+    parser.add_argument("--socket")
     parser.add_argument("--edgenvr")
     parser.add_argument("--config")
     parser.add_argument("--fifo")
@@ -90,6 +96,13 @@ def main():
         word = "high" if level else "low"
         if fifo:
             fifo.write(f"{args.sensor} {word}\n")
+        elif args.trigger == "socket":
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as control:
+                control.connect(args.socket)
+                control.sendall(f"set {args.sensor} {word}\n".encode())
+                reply = control.makefile().readline()
+                if not reply.startswith("ok"):
+                    raise SystemExit(f"control socket said {reply!r}")
         else:
             subprocess.run(
                 [args.edgenvr, "sim", "set", args.sensor, word, "--config", args.config],

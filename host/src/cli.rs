@@ -28,26 +28,49 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Print every sensor's current value once (table, or JSON with --json).
+    /// Print every sensor's current value once (table, or JSON with --json), of one box or
+    /// several (read at once, shown grouped by box).
     State {
-        /// The box's state port, HOST[:PORT] (default port 7420).
-        target: String,
-        /// One JSON object instead of a table.
+        /// The boxes' state ports, HOST[:PORT] (default port 7420).
+        #[arg(required = true, value_name = "TARGET")]
+        targets: Vec<String>,
+        /// JSON instead of a table (several boxes: {"boxes": [...]}).
         #[arg(long)]
         json: bool,
     },
-    /// Follow a box's state live: a refreshing table on a terminal, JSON lines when piped or
-    /// with --json. Reconnects on its own.
+    /// Follow the state of one box or several live: a refreshing table per box with its link
+    /// status on a terminal, JSON lines when piped or with --json. Reconnects on its own.
     Watch {
-        /// The box's state port, HOST[:PORT] (default port 7420).
-        #[arg(required_unless_present = "mqtt", conflicts_with = "mqtt")]
-        target: Option<String>,
+        /// The boxes' state ports, HOST[:PORT] (default port 7420).
+        #[arg(
+            required_unless_present = "mqtt",
+            conflicts_with = "mqtt",
+            value_name = "TARGET"
+        )]
+        targets: Vec<String>,
         /// Every box on an MQTT broker instead: mqtt://broker[:port].
         #[arg(long, value_name = "URL")]
         mqtt: Option<String>,
         /// JSON lines even on a terminal.
         #[arg(long)]
         json: bool,
+    },
+    /// Switch an output (a light, a relay) of a box through its HTTP API. `on` holds until
+    /// `off`; `on --for 30s` for 30 s, then the box's rules decide again; `off` switches off
+    /// until a rule triggers anew; `off --for 10m` keeps it off for 10 minutes.
+    Set {
+        /// The box's HTTP API, HOST[:PORT] (default port 7421).
+        target: String,
+        /// The output's name ([[output]] name).
+        output: String,
+        /// on or off.
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+        /// For how long ("30s", "5m"); see above.
+        #[arg(long = "for", value_name = "DURATION", value_parser = humantime::parse_duration)]
+        duration: Option<std::time::Duration>,
+        #[command(flatten)]
+        token: TokenArgs,
     },
     /// Turn a captured byte stream of frames into JSON lines, reporting damaged frames and
     /// where decoding resynchronised.
@@ -136,31 +159,60 @@ pub fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     let mut stdout = io::stdout().lock();
     match cli.command {
-        Command::State { target, json } => {
-            let target = with_default_port(&target);
-            match state(&target, json, &mut stdout) {
+        Command::State { targets, json } => {
+            let targets: Vec<String> = targets.iter().map(|t| with_default_port(t)).collect();
+            match state(&targets, json, &mut stdout) {
                 Err(WatchError::Output(error)) if error.kind() == io::ErrorKind::BrokenPipe => {
                     Ok(())
                 }
-                other => other.with_context(|| format!("state of {target}")),
+                other => other.with_context(|| format!("state of {}", targets.join(", "))),
             }
         }
-        Command::Watch { target, mqtt, json } => {
+        Command::Set {
+            target,
+            output,
+            state,
+            duration,
+            token,
+        } => {
+            let client = token.client(&target)?;
+            let report = crate::set::set_output(&client, &output, state == "on", duration)
+                .with_context(|| format!("switching {output} on {}", client.base()))?;
+            let until = report
+                .until
+                .map(|until| format!(" until {until}"))
+                .unwrap_or_default();
+            writeln!(
+                stdout,
+                "{} is {}{until}",
+                report.output,
+                if report.on { "on" } else { "off" }
+            )?;
+            Ok(())
+        }
+        Command::Watch {
+            targets,
+            mqtt,
+            json,
+        } => {
             let output = if json || !io::stdout().is_terminal() {
                 WatchOutput::JsonLines
             } else {
                 WatchOutput::Table
             };
             let mut stderr = io::stderr();
-            match (mqtt, target) {
-                (Some(url), _) => watch_mqtt(&url, output, &mut stdout, &mut stderr)
+            match mqtt {
+                Some(url) => watch_mqtt(&url, output, &mut stdout, &mut stderr)
                     .with_context(|| format!("watching {url}")),
-                (None, Some(target)) => {
-                    let target = with_default_port(&target);
-                    watch(&target, output, &mut stdout, &mut stderr)
-                        .with_context(|| format!("watching {target}"))
+                None if targets.is_empty() => {
+                    anyhow::bail!("watch needs HOST[:PORT] or --mqtt URL")
                 }
-                (None, None) => anyhow::bail!("watch needs HOST[:PORT] or --mqtt URL"),
+                None => {
+                    let targets: Vec<String> =
+                        targets.iter().map(|t| with_default_port(t)).collect();
+                    watch(&targets, output, &mut stdout, &mut stderr)
+                        .with_context(|| format!("watching {}", targets.join(", ")))
+                }
             }
         }
         Command::Decode { file } => {

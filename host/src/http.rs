@@ -196,24 +196,46 @@ impl BoxClient {
 
     /// GET `url` and parse a 200 answer as JSON.
     pub fn get_json(&self, url: &str) -> Result<serde_json::Value, HttpError> {
-        let mut response = self.get(url, &[])?;
-        let status = response.status().as_u16();
-        let text = response
-            .body_mut()
-            .read_to_string()
+        let response = self.get(url, &[])?;
+        json_answer(url, response)
+    }
+
+    /// POST an empty body to `url` and parse a 200 answer as JSON.
+    pub fn post_json(&self, url: &str) -> Result<serde_json::Value, HttpError> {
+        let response = self
+            .agent
+            .post(url)
+            .header("Authorization", format!("Bearer {}", self.token))
+            .send_empty()
             .map_err(|source| HttpError::Transport {
                 url: url.to_owned(),
                 source: Box::new(source),
             })?;
-        if status != 200 {
-            return Err(status_error(url, status, &text));
-        }
-        serde_json::from_str(&text).map_err(|e| HttpError::Status {
-            url: url.to_owned(),
-            status,
-            message: format!("not JSON: {e}"),
-        })
+        json_answer(url, response)
     }
+}
+
+/// A 200 answer's body as JSON, or the box's error.
+fn json_answer(
+    url: &str,
+    mut response: ureq::http::Response<ureq::Body>,
+) -> Result<serde_json::Value, HttpError> {
+    let status = response.status().as_u16();
+    let text = response
+        .body_mut()
+        .read_to_string()
+        .map_err(|source| HttpError::Transport {
+            url: url.to_owned(),
+            source: Box::new(source),
+        })?;
+    if status != 200 {
+        return Err(status_error(url, status, &text));
+    }
+    serde_json::from_str(&text).map_err(|e| HttpError::Status {
+        url: url.to_owned(),
+        status,
+        message: format!("not JSON: {e}"),
+    })
 }
 
 /// The error for a non-2xx answer whose body is `text` (`{"error": ...}` from the box).

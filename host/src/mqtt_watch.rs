@@ -1,21 +1,24 @@
-//! `nvrctl watch --mqtt URL`: every box on a broker, live.
+//! `nvrctl watch --mqtt URL`: every box on a broker, live, grouped by box with its status.
 //!
 //! Owns one broker connection (rumqttc's blocking client) and a [`StateView`] per box. Receives
-//! the retained `edgenvr/<box>/catalog` and `snapshot` messages and the `state` stream (see the
-//! box's `publish::mqtt` for the topics); emits, like `watch`, JSON lines or a table per box,
-//! and status lines (connection lost and reconnecting, a box going offline, a sequence gap
-//! waiting for the next snapshot). Blocking I/O on the calling thread.
+//! the retained `edgenvr/<box>/status`, `catalog` and `snapshot` messages and the `state`
+//! stream (see the box's `publish::mqtt` for the topics; at an office broker they arrive through
+//! a bridge just the same); emits, like `watch`, JSON lines or a table per box headed by its
+//! status (online, offline, waiting for its catalog), and status lines (connection lost and
+//! reconnecting, a box going offline, a sequence gap waiting for the next snapshot, a box of a
+//! newer protocol version). A retained snapshot that arrives before the catalog it needs is
+//! kept and applied once the catalog is there. Blocking I/O on the calling thread.
 
 use std::collections::BTreeMap;
-use std::io::{self, Write};
+use std::io::Write;
 use std::time::Duration;
 
-use edgenvr_proto::{Feed, FrameDecoder};
+use edgenvr_proto::{Feed, FrameDecoder, FrameError};
 use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
 use serde_json::json;
 
 use crate::view::{StateView, Update, ViewError};
-use crate::watch::{render_table, WatchError, WatchOutput};
+use crate::watch::{emit, render_named_boxes, WatchError, WatchOutput};
 
 /// The broker port when the URL has none.
 const DEFAULT_MQTT_PORT: u16 = 1883;
@@ -48,11 +51,34 @@ fn broker_address(url: &str) -> Result<(String, u16), BadUrl> {
     Ok((host.to_string(), parsed.port().unwrap_or(DEFAULT_MQTT_PORT)))
 }
 
+/// The topics `watch --mqtt` follows, of every box.
+const TOPICS: [&str; 4] = [
+    "edgenvr/+/status",
+    "edgenvr/+/catalog",
+    "edgenvr/+/snapshot",
+    "edgenvr/+/state",
+];
+
 #[derive(Default)]
 struct BoxState {
     view: StateView,
     /// Next sequence number on the box's `state` topic.
     state_seq: Option<u32>,
+    /// What the box's `status` topic says (`online`, `offline`).
+    status: Option<String>,
+    /// A retained snapshot that came before the catalog it needs.
+    waiting_snapshot: Option<Vec<u8>>,
+}
+
+impl BoxState {
+    fn link_text(&self) -> String {
+        let status = self.status.as_deref().unwrap_or("status unknown");
+        if self.view.sensors.is_empty() || !self.view.catalog_complete() {
+            format!("{status}, waiting for its catalog")
+        } else {
+            status.to_string()
+        }
+    }
 }
 
 /// Follows every box on the broker at `url` until the data writer closes.
@@ -78,14 +104,16 @@ pub fn watch_mqtt(
                 backoff = INITIAL_BACKOFF;
                 let _ = writeln!(status, "nvrctl: connected to {url}");
                 // Subscribed on every connection: a clean session forgets subscriptions.
-                let _ = client.try_subscribe("edgenvr/+/#", QoS::AtLeastOnce);
+                for topic in TOPICS {
+                    let _ = client.try_subscribe(topic, QoS::AtLeastOnce);
+                }
                 continue;
             }
             Ok(Event::Incoming(Packet::Publish(message))) => {
                 let Some((box_name, leaf)) = message
                     .topic
                     .strip_prefix("edgenvr/")
-                    .and_then(|rest| rest.rsplit_once('/'))
+                    .and_then(|rest| rest.split_once('/'))
                 else {
                     continue;
                 };
@@ -105,19 +133,15 @@ pub fn watch_mqtt(
             }
         };
         let text = match output {
-            WatchOutput::Table if !text.is_empty() => {
-                let tables: String = boxes.values().map(|b| render_table(&b.view)).collect();
-                format!("\x1b[H\x1b[2J{tables}")
-            }
+            WatchOutput::Table if !text.is_empty() => render_named_boxes(
+                boxes
+                    .iter()
+                    .map(|(name, state)| (name.as_str(), &state.view, state.link_text())),
+            ),
             _ => text,
         };
-        if text.is_empty() {
-            continue;
-        }
-        match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-            Ok(()) => {}
-            Err(error) if error.kind() == io::ErrorKind::BrokenPipe => return Ok(()),
-            Err(error) => return Err(WatchError::Output(error)),
+        if !emit(out, &text)? {
+            return Ok(());
         }
     }
     Ok(())
@@ -135,8 +159,9 @@ fn handle(
 ) -> String {
     let updates = match leaf {
         "status" => {
-            let said = String::from_utf8_lossy(payload);
+            let said = String::from_utf8_lossy(payload).into_owned();
             let _ = writeln!(status, "nvrctl: box {box_name} is {said}");
+            state.status = Some(said.clone());
             return match output {
                 WatchOutput::JsonLines => {
                     format!(
@@ -144,17 +169,36 @@ fn handle(
                         json!({"event": "status", "box": box_name, "status": said})
                     )
                 }
-                WatchOutput::Table => String::new(),
+                WatchOutput::Table => "redraw".to_string(),
             };
         }
         // Retained messages are whole sessions of their own.
-        "catalog" | "snapshot" => {
+        "catalog" => {
             state.view.expect_seq(None);
-            apply_payload(&mut state.view, payload, box_name, status)
+            let (mut updates, _) = apply_payload(&mut state.view, payload, box_name, status);
+            if let Some(snapshot) = state.waiting_snapshot.take() {
+                state.view.expect_seq(None);
+                let (more, _) = apply_payload(&mut state.view, &snapshot, box_name, status);
+                updates.extend(more);
+            }
+            // A table shows the box's catalog even before values arrive.
+            if updates.is_empty() && output == WatchOutput::Table {
+                return "redraw".to_string();
+            }
+            updates
+        }
+        "snapshot" => {
+            state.view.expect_seq(None);
+            let (updates, needs_catalog) =
+                apply_payload(&mut state.view, payload, box_name, status);
+            if needs_catalog {
+                state.waiting_snapshot = Some(payload.to_vec());
+            }
+            updates
         }
         "state" => {
             state.view.expect_seq(state.state_seq);
-            let updates = apply_payload(&mut state.view, payload, box_name, status);
+            let (updates, _) = apply_payload(&mut state.view, payload, box_name, status);
             state.state_seq = state.view.expected_seq();
             updates
         }
@@ -170,18 +214,20 @@ fn handle(
     }
 }
 
+/// Applies the frames of one message; returns the updates and whether the message needs a
+/// catalog the view does not have yet (it names sensors the view does not know).
 fn apply_payload(
     view: &mut StateView,
     payload: &[u8],
     box_name: &str,
     status: &mut dyn Write,
-) -> Vec<Update> {
+) -> (Vec<Update>, bool) {
     let mut decoder: Box<FrameDecoder> = Box::default();
     let mut input = payload;
     let mut updates = Vec::new();
     loop {
         match decoder.feed(input) {
-            Feed::NeedMore => return updates,
+            Feed::NeedMore => return (updates, false),
             Feed::Frame { frame, rest, .. } => {
                 input = rest;
                 match view.apply(&frame) {
@@ -196,6 +242,16 @@ fn apply_payload(
                             updates.extend(applied);
                         }
                     }
+                    Err(ViewError::Frame {
+                        error: FrameError::UnknownSensor(_),
+                        ..
+                    }) if !view.catalog_complete() || view.sensors.is_empty() => {
+                        return (updates, true);
+                    }
+                    Err(error @ ViewError::Version { .. }) => {
+                        let _ = writeln!(status, "nvrctl: box {box_name}: {error}");
+                        return (updates, false);
+                    }
                     Err(error) => {
                         let _ = writeln!(status, "nvrctl: box {box_name}: {error}");
                     }
@@ -206,7 +262,7 @@ fn apply_payload(
                     status,
                     "nvrctl: box {box_name}: damaged frame at byte {offset} of a message: {error}"
                 );
-                return updates;
+                return (updates, false);
             }
         }
     }

@@ -1,17 +1,28 @@
 //! A receiver's picture of one box: catalog and current values, built by applying frames.
 //!
-//! Owns the catalog (id → name, kind, role) and each sensor's last value. Receives decoded
-//! frames ([`StateView::apply`]); emits the updates each frame made, and refuses a frame whose
-//! sequence number is not the next one (the caller must resynchronise). Also renders frames and
-//! values as JSON for `nvrctl decode` and `--json`. No I/O.
+//! Owns the catalog (id → name, kind, role), each sensor's last value, and the catalog pack
+//! being received. Receives decoded frames ([`StateView::apply`]) of protocol version 1 or 2;
+//! emits the updates each frame made, and refuses a frame whose sequence number is not the next
+//! one (the caller must resynchronise), a hello of a newer protocol version, and a catalog whose
+//! hash differs from the one its hello named. Also renders frames and values as JSON for
+//! `nvrctl decode` and `--json`, and status codes in words. No I/O.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, UNIX_EPOCH};
 
+use edgenvr_proto::pack::{decode_catalog_pack, PackError};
 use edgenvr_proto::{
-    Batch, Body, CameraRole, Frame, FrameError, Kind, Role, SensorId, Value, ValueKind,
+    split_camera_status, Batch, Body, CameraReason, CameraRole, CameraState, CatalogEntry,
+    CatalogHasher, CatalogId, Change, Frame, FrameError, Kind, Role, SensorId, StoreState, Value,
+    ValueKind, OLDEST_PROTOCOL_VERSION, PROTOCOL_VERSION,
 };
 use serde_json::{json, Value as Json};
+
+/// Largest catalog pack accepted, compressed: a 60,000-sensor site's pack is a few KiB, and
+/// one of names without a pattern a few hundred.
+pub const MAX_PACK_BYTES: usize = 16 << 20;
+/// Largest catalog a pack may inflate to (a pack is data from the network).
+pub const MAX_CATALOG_BYTES: usize = 64 << 20;
 
 /// A sensor's kind as the catalog said.
 #[derive(Clone, Debug, PartialEq)]
@@ -25,6 +36,11 @@ pub enum SensorKind {
     },
     /// Opaque bytes.
     Complex,
+    /// A whole number in `unit` (a count, or a status code).
+    Unsigned {
+        /// Unit symbol, may be empty.
+        unit: String,
+    },
 }
 
 /// A value, owned.
@@ -36,6 +52,8 @@ pub enum SensorValue {
     Scalar(f32),
     /// Complex bytes.
     Complex(Vec<u8>),
+    /// Whole number.
+    Unsigned(u64),
 }
 
 /// One catalog line and its current value.
@@ -85,6 +103,22 @@ pub enum ViewError {
         /// What went wrong.
         error: FrameError,
     },
+    /// The box speaks a protocol version this nvrctl does not understand.
+    #[error(
+        "the box speaks protocol version {theirs}; this nvrctl speaks versions {OLDEST_PROTOCOL_VERSION} to {PROTOCOL_VERSION}: \
+         update nvrctl"
+    )]
+    Version {
+        /// The box's version.
+        theirs: u16,
+    },
+    /// The catalog pack could not be read.
+    #[error("catalog pack: {0}")]
+    Pack(PackError),
+    /// The catalog received is not the one the hello named (or the pack does not follow the
+    /// entries this receiver has).
+    #[error("the catalog received does not match the one the box announced: {0}")]
+    CatalogMismatch(&'static str),
 }
 
 /// Catalog and values of one box, as received.
@@ -100,6 +134,10 @@ pub struct StateView {
     pub snapshot_complete: bool,
     /// Time of the latest frame that carried one, Unix ms.
     pub time_ms: Option<u64>,
+    /// The catalog the box's hello named (protocol version 2).
+    pub catalog_id: Option<CatalogId>,
+    /// Pack bytes received so far (a catalog pack arrives in parts).
+    pack: Vec<u8>,
     next_seq: Option<u32>,
 }
 
@@ -110,7 +148,101 @@ impl StateView {
             SensorKind::Binary => ValueKind::Binary,
             SensorKind::Scalar { .. } => ValueKind::Scalar,
             SensorKind::Complex => ValueKind::Complex,
+            SensorKind::Unsigned { .. } => ValueKind::Unsigned,
         })
+    }
+
+    /// The catalog's entries in id order, as the wire format hashes them.
+    pub fn catalog_entries(&self) -> impl Iterator<Item = CatalogEntry<'_>> {
+        self.sensors.values().map(|sensor| CatalogEntry {
+            id: SensorId(sensor.id),
+            name: &sensor.name,
+            kind: match &sensor.kind {
+                SensorKind::Binary => Kind::Binary,
+                SensorKind::Scalar { unit } => Kind::Scalar { unit },
+                SensorKind::Complex => Kind::Complex,
+                SensorKind::Unsigned { unit } => Kind::Unsigned { unit },
+            },
+            role: sensor.role,
+        })
+    }
+
+    /// The id of the catalog this view holds.
+    pub fn held_catalog_id(&self) -> CatalogId {
+        let mut hasher = CatalogHasher::new();
+        self.catalog_entries().for_each(|entry| hasher.add(&entry));
+        hasher.finish()
+    }
+
+    /// Adds (or replaces) one catalog entry, keeping a value it already had.
+    pub fn add_entry(&mut self, entry: &CatalogEntry<'_>) {
+        let value = self.sensors.remove(&entry.id.0).and_then(|old| old.value);
+        let sensor = Sensor {
+            id: entry.id.0,
+            name: entry.name.to_string(),
+            kind: owned_kind(&entry.kind),
+            role: entry.role,
+            value,
+        };
+        self.sensors.insert(entry.id.0, sensor);
+    }
+
+    /// Whether the catalog the hello named is the one held (always `true` for a version 1 box,
+    /// whose hello names none).
+    pub fn catalog_complete(&self) -> bool {
+        self.catalog_id
+            .is_none_or(|id| self.sensors.len() >= id.entries as usize)
+    }
+
+    /// A completed pack: entries after the first `base`, checked against the hello's id.
+    fn apply_pack(&mut self) -> Result<(), ViewError> {
+        let pack = std::mem::take(&mut self.pack);
+        let mut entries: Vec<(u32, String, SensorKind, Role)> = Vec::new();
+        let base = decode_catalog_pack(&pack, MAX_CATALOG_BYTES, |entry| {
+            entries.push((
+                entry.id.0,
+                entry.name.to_string(),
+                owned_kind(&entry.kind),
+                entry.role,
+            ));
+        })
+        .map_err(ViewError::Pack)?;
+        if self.sensors.len() < base as usize {
+            return Err(ViewError::CatalogMismatch(
+                "the pack continues a catalog this receiver does not have",
+            ));
+        }
+        // The first `base` entries stay; the pack's entries follow. A value is kept for an id
+        // that stays in the catalog (a catalog republished because a sensor joined).
+        let mut old = std::mem::take(&mut self.sensors);
+        let kept: Vec<u32> = old.keys().copied().take(base as usize).collect();
+        for id in kept {
+            if let Some(sensor) = old.remove(&id) {
+                self.sensors.insert(id, sensor);
+            }
+        }
+        for (id, name, kind, role) in entries {
+            let value = old
+                .remove(&id)
+                .filter(|previous| previous.kind == kind)
+                .and_then(|previous| previous.value);
+            self.sensors.insert(
+                id,
+                Sensor {
+                    id,
+                    name,
+                    kind,
+                    role,
+                    value,
+                },
+            );
+        }
+        if let Some(announced) = self.catalog_id {
+            if self.held_catalog_id() != announced {
+                return Err(ViewError::CatalogMismatch("its hash differs"));
+            }
+        }
+        Ok(())
     }
 
     /// Applies one frame; returns the values it set. A frame out of sequence is refused.
@@ -127,27 +259,44 @@ impl StateView {
         let seq = frame.seq;
         match &frame.body {
             Body::Hello(hello) => {
+                if hello.version > PROTOCOL_VERSION || hello.version < OLDEST_PROTOCOL_VERSION {
+                    return Err(ViewError::Version {
+                        theirs: hello.version,
+                    });
+                }
                 self.box_name = Some(hello.box_name.to_string());
                 self.version = Some(hello.version);
+                self.catalog_id = hello.catalog;
+                self.pack.clear();
                 Ok(Vec::new())
             }
             Body::Catalog(catalog) => {
                 for entry in catalog.entries() {
-                    let value = self.sensors.remove(&entry.id.0).and_then(|old| old.value);
-                    let sensor = Sensor {
-                        id: entry.id.0,
-                        name: entry.name.to_string(),
-                        kind: owned_kind(&entry.kind),
-                        role: entry.role,
-                        value,
-                    };
-                    self.sensors.insert(entry.id.0, sensor);
+                    self.add_entry(&entry);
+                }
+                Ok(Vec::new())
+            }
+            Body::CatalogPack(part) => {
+                if self.pack.len() + part.bytes.len() > MAX_PACK_BYTES {
+                    self.pack.clear();
+                    return Err(ViewError::Pack(PackError::Inflate("larger than the limit")));
+                }
+                self.pack.extend_from_slice(part.bytes);
+                if part.last_part {
+                    self.apply_pack()?;
                 }
                 Ok(Vec::new())
             }
             Body::Snapshot(snapshot) => {
                 let updates = self.apply_batch(seq, &snapshot.batch, true)?;
                 self.snapshot_complete |= snapshot.last_part;
+                Ok(updates)
+            }
+            Body::PackedSnapshot(part) => {
+                let changes: Vec<Result<Change<'_>, FrameError>> =
+                    part.values(|id| self.kind_of(id)).collect();
+                let updates = self.apply_changes(seq, changes, part.time_ms, true)?;
+                self.snapshot_complete |= part.last_part;
                 Ok(updates)
             }
             Body::Changes(batch) => self.apply_batch(seq, batch, false),
@@ -164,13 +313,27 @@ impl StateView {
         batch: &Batch<'_>,
         from_snapshot: bool,
     ) -> Result<Vec<Update>, ViewError> {
+        let changes: Vec<Result<Change<'_>, FrameError>> =
+            batch.changes(|id| self.kind_of(id)).collect();
+        self.apply_changes(seq, changes, batch.time_ms, from_snapshot)
+    }
+
+    /// Applies changes read from a frame, all or nothing: a frame with an unreadable change
+    /// changes no value.
+    fn apply_changes(
+        &mut self,
+        seq: u32,
+        changes: Vec<Result<Change<'_>, FrameError>>,
+        time_ms: u64,
+        from_snapshot: bool,
+    ) -> Result<Vec<Update>, ViewError> {
         let mut updates = Vec::new();
-        for change in batch.changes(|id| self.kind_of(id)) {
+        for change in changes {
             let change = change.map_err(|error| ViewError::Frame { seq, error })?;
             updates.push(Update {
                 id: change.id.0,
                 value: owned_value(&change.value),
-                time_ms: batch.time_ms,
+                time_ms,
                 from_snapshot,
             });
         }
@@ -179,7 +342,7 @@ impl StateView {
                 sensor.value = Some((update.value.clone(), update.time_ms));
             }
         }
-        self.time_ms = Some(batch.time_ms);
+        self.time_ms = Some(time_ms);
         Ok(updates)
     }
 
@@ -212,10 +375,10 @@ impl StateView {
                     "name": sensor.name,
                     "kind": kind_name(&sensor.kind),
                     "role": role_name(sensor.role),
-                    "value": sensor.value.as_ref().map_or(Json::Null, |(value, _)| value_json(value)),
+                    "value": sensor.value.as_ref().map_or(Json::Null, |(value, _)| value_json(value, sensor.role)),
                     "time": sensor.value.as_ref().map_or(Json::Null, |(_, time_ms)| json!(rfc3339(*time_ms))),
                 });
-                if let SensorKind::Scalar { unit } = &sensor.kind {
+                if let Some(unit) = unit_of(&sensor.kind) {
                     object["unit"] = json!(unit);
                 }
                 object
@@ -236,9 +399,37 @@ impl StateView {
             "time": rfc3339(update.time_ms),
             "sensor": self.name_of(update.id),
             "id": update.id,
-            "value": value_json(&update.value),
+            "value": value_json(&update.value, self.role_of(update.id)),
         })
     }
+
+    /// The role of sensor `id` ([`Role::Sensor`] if the catalog does not have it).
+    pub fn role_of(&self, id: u32) -> Role {
+        self.sensors.get(&id).map_or(Role::Sensor, |s| s.role)
+    }
+}
+
+/// The unit of a scalar or unsigned kind.
+fn unit_of(kind: &SensorKind) -> Option<&str> {
+    match kind {
+        SensorKind::Scalar { unit } | SensorKind::Unsigned { unit } => Some(unit),
+        _ => None,
+    }
+}
+
+/// A catalog entry as JSON (`nvrctl decode`).
+fn entry_json(entry: &CatalogEntry<'_>) -> Json {
+    let kind = owned_kind(&entry.kind);
+    let mut line = json!({
+        "id": entry.id.0,
+        "name": entry.name,
+        "kind": kind_name(&kind),
+        "role": role_name(entry.role),
+    });
+    if let Some(unit) = unit_of(&kind) {
+        line["unit"] = json!(unit);
+    }
+    line
 }
 
 fn owned_kind(kind: &Kind<'_>) -> SensorKind {
@@ -248,6 +439,9 @@ fn owned_kind(kind: &Kind<'_>) -> SensorKind {
             unit: unit.to_string(),
         },
         Kind::Complex => SensorKind::Complex,
+        Kind::Unsigned { unit } => SensorKind::Unsigned {
+            unit: unit.to_string(),
+        },
     }
 }
 
@@ -256,6 +450,7 @@ fn owned_value(value: &Value<'_>) -> SensorValue {
         Value::Binary(level) => SensorValue::Binary(*level),
         Value::Scalar(reading) => SensorValue::Scalar(*reading),
         Value::Complex(bytes) => SensorValue::Complex(bytes.to_vec()),
+        Value::Unsigned(number) => SensorValue::Unsigned(*number),
     }
 }
 
@@ -270,6 +465,7 @@ pub fn kind_name(kind: &SensorKind) -> &'static str {
         SensorKind::Binary => "binary",
         SensorKind::Scalar { .. } => "scalar",
         SensorKind::Complex => "complex",
+        SensorKind::Unsigned { .. } => "unsigned",
     }
 }
 
@@ -279,31 +475,77 @@ pub fn role_name(role: Role) -> &'static str {
         Role::Sensor => "sensor",
         Role::Output => "output",
         Role::Health => "health",
+        Role::Counter => "counter",
+        Role::StoreStatus => "store:status",
         Role::Camera(CameraRole::Online) => "camera:online",
         Role::Camera(CameraRole::Recording) => "camera:recording",
         Role::Camera(CameraRole::Event) => "camera:event",
         Role::Camera(CameraRole::Bitrate) => "camera:bitrate",
+        Role::Camera(CameraRole::FrameRate) => "camera:fps",
+        Role::Camera(CameraRole::Status) => "camera:status",
     }
 }
 
-/// A value as JSON: a bool, a number (null for NaN), or hex for complex bytes.
-pub fn value_json(value: &SensorValue) -> Json {
+/// A status value in words, for the roles whose values are codes: a camera's status
+/// (`online`, `offline: auth_failed`; codes of a later version as `state 6: reason 9`) and the
+/// store's (`ok`, `read_only`, ...). `None` for other roles.
+pub fn status_words(value: &SensorValue, role: Role) -> Option<String> {
+    let SensorValue::Unsigned(code) = value else {
+        return None;
+    };
+    match role {
+        Role::Camera(CameraRole::Status) => {
+            let (state, reason) = split_camera_status(*code);
+            let state = CameraState::from_code(state)
+                .map_or_else(|| format!("state {state}"), |s| s.name().to_owned());
+            Some(match CameraReason::from_code(reason) {
+                Some(CameraReason::None) => state,
+                Some(reason) => format!("{state}: {}", reason.name()),
+                None => format!("{state}: reason {reason}"),
+            })
+        }
+        Role::StoreStatus => Some(
+            StoreState::from_code(*code)
+                .map_or_else(|| format!("state {code}"), |s| s.name().to_owned()),
+        ),
+        _ => None,
+    }
+}
+
+/// A value as JSON: a bool, a number (null for NaN), hex for complex bytes, and words for a
+/// status ([`status_words`]).
+pub fn value_json(value: &SensorValue, role: Role) -> Json {
+    if let Some(words) = status_words(value, role) {
+        return json!(words);
+    }
     match value {
         SensorValue::Binary(level) => json!(level),
         SensorValue::Scalar(reading) => {
             serde_json::Number::from_f64(f64::from(*reading)).map_or(Json::Null, Json::Number)
         }
         SensorValue::Complex(bytes) => json!(hex(bytes)),
+        SensorValue::Unsigned(number) => json!(number),
     }
 }
 
 /// A value for a table cell.
-pub fn value_text(value: &SensorValue, kind: &SensorKind) -> String {
+pub fn value_text(value: &SensorValue, kind: &SensorKind, role: Role) -> String {
+    if let Some(words) = status_words(value, role) {
+        return words;
+    }
     match (value, kind) {
+        (SensorValue::Binary(true), _) if role == Role::Output => "on".to_string(),
+        (SensorValue::Binary(false), _) if role == Role::Output => "off".to_string(),
         (SensorValue::Binary(true), _) => "active".to_string(),
         (SensorValue::Binary(false), _) => "idle".to_string(),
-        (SensorValue::Scalar(reading), SensorKind::Scalar { unit }) => format!("{reading} {unit}"),
+        (SensorValue::Scalar(reading), SensorKind::Scalar { unit }) => {
+            format!("{reading} {unit}").trim_end().to_string()
+        }
         (SensorValue::Scalar(reading), _) => reading.to_string(),
+        (SensorValue::Unsigned(number), SensorKind::Unsigned { unit }) => {
+            format!("{number} {unit}").trim_end().to_string()
+        }
+        (SensorValue::Unsigned(number), _) => number.to_string(),
         (SensorValue::Complex(bytes), _) => hex(bytes),
     }
 }
@@ -325,31 +567,48 @@ pub fn frame_json(
             object["frame"] = json!("hello");
             object["version"] = json!(hello.version);
             object["box"] = json!(hello.box_name);
+            if let Some(id) = hello.catalog {
+                object["catalog"] = json!({
+                    "entries": id.entries,
+                    "hash": format!("{:016x}", id.hash),
+                });
+            }
         }
         Body::Catalog(catalog) => {
             object["frame"] = json!("catalog");
-            let entries: Vec<Json> = catalog
-                .entries()
-                .map(|entry| {
-                    let kind = owned_kind(&entry.kind);
-                    let mut line = json!({
-                        "id": entry.id.0,
-                        "name": entry.name,
-                        "kind": kind_name(&kind),
-                        "role": role_name(entry.role),
-                    });
-                    if let SensorKind::Scalar { unit } = &kind {
-                        line["unit"] = json!(unit);
-                    }
-                    line
-                })
-                .collect();
+            let entries: Vec<Json> = catalog.entries().map(|e| entry_json(&e)).collect();
             object["sensors"] = json!(entries);
+        }
+        Body::CatalogPack(part) => {
+            object["frame"] = json!("catalog_pack");
+            object["last_part"] = json!(part.last_part);
+            object["bytes"] = json!(part.bytes.len());
+            if part.last_part {
+                // The whole pack, now that it is complete: the entries it carries.
+                let mut pack = view.pack.clone();
+                pack.extend_from_slice(part.bytes);
+                let mut entries = Vec::new();
+                match decode_catalog_pack(&pack, MAX_CATALOG_BYTES, |e| {
+                    entries.push(entry_json(&e))
+                }) {
+                    Ok(base) => {
+                        object["base"] = json!(base);
+                        object["sensors"] = json!(entries);
+                    }
+                    Err(error) => object["error"] = json!(error.to_string()),
+                }
+            }
         }
         Body::Snapshot(snapshot) => {
             object["frame"] = json!("snapshot");
             object["last_part"] = json!(snapshot.last_part);
             object["time"] = json!(rfc3339(snapshot.batch.time_ms));
+        }
+        Body::PackedSnapshot(part) => {
+            object["frame"] = json!("snapshot");
+            object["packed"] = json!(true);
+            object["last_part"] = json!(part.last_part);
+            object["time"] = json!(rfc3339(part.time_ms));
         }
         Body::Changes(batch) => {
             object["frame"] = json!("changes");
@@ -361,19 +620,20 @@ pub fn frame_json(
         }
     }
     // Changes are listed as far as they can be read, even when a later one cannot.
-    let batch = match &frame.body {
-        Body::Snapshot(snapshot) => Some(snapshot.batch),
-        Body::Changes(batch) => Some(*batch),
+    let changes: Option<Vec<Result<Change<'_>, FrameError>>> = match &frame.body {
+        Body::Snapshot(snapshot) => Some(snapshot.batch.changes(|id| view.kind_of(id)).collect()),
+        Body::Changes(batch) => Some(batch.changes(|id| view.kind_of(id)).collect()),
+        Body::PackedSnapshot(part) => Some(part.values(|id| view.kind_of(id)).collect()),
         _ => None,
     };
-    if let Some(batch) = batch {
+    if let Some(changes) = changes {
         let mut values = Vec::new();
-        for change in batch.changes(|id| view.kind_of(id)) {
+        for change in changes {
             match change {
                 Ok(change) => values.push(json!({
                     "id": change.id.0,
                     "sensor": view.name_of(change.id.0),
-                    "value": value_json(&owned_value(&change.value)),
+                    "value": value_json(&owned_value(&change.value), view.role_of(change.id.0)),
                 })),
                 Err(error) => {
                     object["error"] = json!(error.to_string());
@@ -439,6 +699,7 @@ mod tests {
                 body: Body::Hello(Hello {
                     version: 1,
                     box_name: "b",
+                    catalog: None,
                 }),
             },
             Frame {
@@ -460,5 +721,69 @@ mod tests {
             }))
         );
         assert_eq!(view.sensors[&0].value, None);
+    }
+
+    #[test]
+    fn a_newer_protocol_version_is_refused_and_says_both_versions() {
+        let bytes = wire(&[Frame {
+            seq: 0,
+            body: Body::Hello(Hello {
+                version: PROTOCOL_VERSION + 1,
+                box_name: "future",
+                catalog: None,
+            }),
+        }]);
+        let mut view = StateView::default();
+        let mut results = decode_all(&bytes, &mut view);
+        let error = results.remove(0).unwrap_err();
+        assert_eq!(
+            error,
+            ViewError::Version {
+                theirs: PROTOCOL_VERSION + 1
+            }
+        );
+        let text = error.to_string();
+        assert!(
+            text.contains(&format!("version {}", PROTOCOL_VERSION + 1)),
+            "{text}"
+        );
+        assert!(text.contains(&format!("1 to {PROTOCOL_VERSION}")), "{text}");
+    }
+
+    #[test]
+    fn a_pack_that_is_not_the_announced_catalog_is_refused() {
+        let entries = [CatalogEntry {
+            id: SensorId(0),
+            name: "pir",
+            kind: Kind::Binary,
+            role: Role::Sensor,
+        }];
+        let pack = edgenvr_proto::pack::encode_catalog_pack(0, &entries);
+        let bytes = wire(&[
+            Frame {
+                seq: 0,
+                body: Body::Hello(Hello {
+                    version: PROTOCOL_VERSION,
+                    box_name: "b",
+                    catalog: Some(CatalogId {
+                        entries: 1,
+                        hash: 42,
+                    }),
+                }),
+            },
+            Frame {
+                seq: 1,
+                body: Body::CatalogPack(edgenvr_proto::CatalogPackPart {
+                    last_part: true,
+                    bytes: &pack,
+                }),
+            },
+        ]);
+        let mut view = StateView::default();
+        let results = decode_all(&bytes, &mut view);
+        assert_eq!(
+            results[1],
+            Err(ViewError::CatalogMismatch("its hash differs"))
+        );
     }
 }

@@ -18,6 +18,7 @@ fn decode_from_stdin_reports_damage_and_truncation() {
         body: Body::Hello(Hello {
             version: 1,
             box_name: "garage",
+            catalog: None,
         }),
     });
     let mut damaged = wire(&Frame {

@@ -71,3 +71,60 @@ pub fn nvrctl() -> PathBuf {
         Err(e) => panic!("cannot build nvrctl: {e:#}"),
     }
 }
+
+/// An `nvrctl` of an earlier commit (for protocol compatibility tests), built once from the
+/// repository's history into `target/compat/`: `git archive COMMIT` unpacked there, its binary
+/// renamed `nvrctl-<tag>` so it never replaces the current one, and built into the shared
+/// target directory so the dependencies it shares with the current build are not rebuilt.
+/// Needs `git` and a clone that holds `commit`.
+pub fn old_nvrctl(commit: &str, tag: &str) -> anyhow::Result<PathBuf> {
+    let _serial = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    let target_root = target_dir()
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| workspace_root().join("target"));
+    let bin_name = format!("nvrctl-{tag}");
+    let source = target_root.join("compat").join(&bin_name);
+    if !source.join("Cargo.toml").exists() {
+        std::fs::create_dir_all(&source)?;
+        let archive = Command::new("git")
+            .current_dir(workspace_root())
+            .args(["archive", "--format=tar", commit])
+            .output()?;
+        anyhow::ensure!(
+            archive.status.success(),
+            "git archive {commit}: {} (a shallow clone lacks the history this test needs)",
+            String::from_utf8_lossy(&archive.stderr).trim()
+        );
+        let mut tar = Command::new("tar")
+            .current_dir(&source)
+            .args(["-x", "-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()?;
+        if let Some(stdin) = tar.stdin.as_mut() {
+            std::io::Write::write_all(stdin, &archive.stdout)?;
+        }
+        anyhow::ensure!(tar.wait()?.success(), "unpacking {commit} failed");
+        let manifest = source.join("host/Cargo.toml");
+        let text = std::fs::read_to_string(&manifest)?;
+        let renamed = text.replace(
+            "[[bin]]\nname = \"nvrctl\"",
+            &format!("[[bin]]\nname = \"{bin_name}\""),
+        );
+        anyhow::ensure!(
+            renamed != text,
+            "{commit}: host/Cargo.toml has no [[bin]] nvrctl"
+        );
+        std::fs::write(&manifest, renamed)?;
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(&source)
+        .env("CARGO_TARGET_DIR", &target_root)
+        .args(["build", "--quiet", "-p", "nvrctl", "--bin", &bin_name])
+        .status()?;
+    anyhow::ensure!(status.success(), "building nvrctl of {commit} failed");
+    let path = target_root.join("debug").join(&bin_name);
+    anyhow::ensure!(path.exists(), "{} missing after building", path.display());
+    Ok(path)
+}

@@ -4,70 +4,14 @@
 //! over MQTT (`--json` lines). Shows that `run` wires sensors, health, the state port and the
 //! MQTT publisher to one bus. No camera: the state path needs no video.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use edgenvr_tests::bins;
 use edgenvr_tests::edgenvr_box::{init_store, sim_set, spawn_run};
 use edgenvr_tests::mosquitto::Broker;
+use edgenvr_tests::watcher::Watcher;
 
 /// Guards against a hang only.
 const HANG_GUARD: Duration = Duration::from_secs(30);
-
-/// `nvrctl watch ... --json` with its JSON lines arriving on a channel; killed on drop.
-struct Watcher {
-    child: Child,
-    lines: mpsc::Receiver<serde_json::Value>,
-}
-
-impl Watcher {
-    fn start(args: &[&str]) -> Watcher {
-        let mut child = Command::new(bins::nvrctl())
-            .args(args)
-            .arg("--json")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start nvrctl watch");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (send, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let json = serde_json::from_str(&line)
-                    .unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
-                if send.send(json).is_err() {
-                    break;
-                }
-            }
-        });
-        Watcher { child, lines }
-    }
-
-    /// Waits for an update of `sensor` to `value`.
-    fn wait_for(&self, sensor: &str, value: serde_json::Value) {
-        let deadline = Instant::now() + HANG_GUARD;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = self
-                .lines
-                .recv_timeout(left)
-                .unwrap_or_else(|_| panic!("nvrctl never showed {sensor} = {value}"));
-            if line["sensor"] == sensor && line["value"] == value {
-                return;
-            }
-        }
-    }
-}
-
-impl Drop for Watcher {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 #[test]
 fn a_sim_pir_reaches_nvrctl_over_tcp_and_mqtt_from_the_running_box() {
@@ -114,15 +58,15 @@ debounce = "50ms"
     let mqtt = Watcher::start(&["watch", "--mqtt", &mqtt_url]);
     // Both start from the snapshot: the PIR quiet, and the box's health sensors present.
     for watcher in [&tcp, &mqtt] {
-        watcher.wait_for("pir-hall", serde_json::json!(false));
-        watcher.wait_for("storage_endurance_used", serde_json::json!(0.0));
+        watcher.wait_for(HANG_GUARD, "pir-hall", serde_json::json!(false));
+        watcher.wait_for(HANG_GUARD, "storage_endurance_used", serde_json::json!(0.0));
     }
     sim_set(&config, "pir-hall", "high").unwrap();
-    tcp.wait_for("pir-hall", serde_json::json!(true));
-    mqtt.wait_for("pir-hall", serde_json::json!(true));
+    tcp.wait_for(HANG_GUARD, "pir-hall", serde_json::json!(true));
+    mqtt.wait_for(HANG_GUARD, "pir-hall", serde_json::json!(true));
     sim_set(&config, "pir-hall", "low").unwrap();
-    tcp.wait_for("pir-hall", serde_json::json!(false));
-    mqtt.wait_for("pir-hall", serde_json::json!(false));
+    tcp.wait_for(HANG_GUARD, "pir-hall", serde_json::json!(false));
+    mqtt.wait_for(HANG_GUARD, "pir-hall", serde_json::json!(false));
 
     let exit = edgenvr_box.terminate(HANG_GUARD).unwrap();
     assert!(exit.success(), "edgenvr run exit: {exit:?}");

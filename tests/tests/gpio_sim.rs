@@ -125,6 +125,7 @@ async fn start() -> Running {
             control: &control,
         },
         sender,
+        gpio::output_channel().0,
     )
     .await
     .unwrap();

@@ -9,51 +9,11 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use edgenvr_tests::bins;
-use edgenvr_tests::process::Process;
+use edgenvr_tests::sim_camera::SimCamera;
 
 /// Any external tool that has not finished in this long is hung; the test fails instead of
 /// hanging CI. Generous: the longest run here records 4 s of video.
 const TOOL_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// A running `edgenvr sim-camera`; killed when dropped.
-struct SimCamera {
-    process: Process,
-    addr: SocketAddr,
-}
-
-impl SimCamera {
-    fn start(args: &[&str]) -> SimCamera {
-        let mut all_args = vec!["sim-camera", "--listen", "127.0.0.1:0"];
-        all_args.extend_from_slice(args);
-        let process =
-            Process::spawn(&bins::edgenvr(), &all_args, &[]).expect("start edgenvr sim-camera");
-        let addr = process
-            .wait_for_listener("rtsp", TOOL_TIMEOUT)
-            .and_then(|addr| Ok(addr.parse::<SocketAddr>()?))
-            .unwrap_or_else(|e| {
-                panic!("no `listening rtsp` line ({e}); log:\n{}", process.stderr())
-            });
-        SimCamera { process, addr }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("rtsp://{}/{path}", self.addr)
-    }
-
-    fn log(&self) -> String {
-        self.process.stderr()
-    }
-
-    /// Sends SIGTERM and returns whether the process exited with status 0.
-    fn terminate(mut self) -> bool {
-        let pid = self.process.id();
-        assert!(self.process.signal("TERM").is_ok(), "kill -TERM {pid}");
-        self.process
-            .wait(TOOL_TIMEOUT)
-            .map(|status| status.success())
-            .unwrap_or(false)
-    }
-}
 
 fn wait_with_timeout(child: &mut Child) -> Option<std::process::ExitStatus> {
     let deadline = Instant::now() + TOOL_TIMEOUT;
@@ -134,7 +94,7 @@ fn probe_stream(url: &str, transport: &str) -> String {
 
 #[test]
 fn ffprobe_sees_the_built_in_clip_on_every_path_at_once_over_tcp_and_udp() {
-    let camera = SimCamera::start(&["--path", "front", "--path", "cam/back"]);
+    let camera = SimCamera::start(&["--path", "front", "--path", "cam/back"]).expect("sim-camera");
     let probes = [
         (camera.url("front"), "tcp"),
         (camera.url("cam/back"), "tcp"),
@@ -188,7 +148,7 @@ fn a_recording_across_the_loop_point_decodes_and_has_continuous_timestamps() {
     );
     assert!(made.status.success(), "make clip: {}", text(&made.stderr));
 
-    let camera = SimCamera::start(&["--clip", clip_arg, "--path", "loop"]);
+    let camera = SimCamera::start(&["--clip", clip_arg, "--path", "loop"]).expect("sim-camera");
     let recorded = run(
         "ffmpeg",
         &[
@@ -330,16 +290,16 @@ fn exchange(addr: SocketAddr, request: &[u8]) -> String {
 
 #[test]
 fn garbage_and_unknown_paths_get_error_replies_and_the_server_keeps_serving() {
-    let camera = SimCamera::start(&["--path", "front"]);
-    let garbage = exchange(camera.addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    let camera = SimCamera::start(&["--path", "front"]).expect("sim-camera");
+    let garbage = exchange(camera.addr(), b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
     assert!(garbage.starts_with("RTSP/1.0 400 "), "{garbage}");
     let binary = exchange(
-        camera.addr,
+        camera.addr(),
         &[0xff, 0x00, 0x13, 0x37, b'\r', b'\n', b'\r', b'\n'],
     );
     assert!(binary.starts_with("RTSP/1.0 400 "), "{binary}");
     let not_found = exchange(
-        camera.addr,
+        camera.addr(),
         format!(
             "DESCRIBE {} RTSP/1.0\r\nCSeq: 2\r\n\r\n",
             camera.url("back")
@@ -349,8 +309,8 @@ fn garbage_and_unknown_paths_get_error_replies_and_the_server_keeps_serving() {
     assert!(not_found.starts_with("RTSP/1.0 404 "), "{not_found}");
     assert!(not_found.contains("CSeq: 2\r\n"), "{not_found}");
     // A client that vanishes mid-request.
-    drop(TcpStream::connect(camera.addr).and_then(|mut s| s.write_all(b"DESCRIBE rtsp://")));
-    let options = exchange(camera.addr, b"OPTIONS * RTSP/1.0\r\nCSeq: 1\r\n\r\n");
+    drop(TcpStream::connect(camera.addr()).and_then(|mut s| s.write_all(b"DESCRIBE rtsp://")));
+    let options = exchange(camera.addr(), b"OPTIONS * RTSP/1.0\r\nCSeq: 1\r\n\r\n");
     assert!(options.starts_with("RTSP/1.0 200 OK\r\n"), "{options}");
     assert!(
         options.contains("Public: OPTIONS, DESCRIBE, SETUP, PLAY"),

@@ -44,6 +44,8 @@ async fn capture_frames(
                         Body::Snapshot(_) => "snapshot",
                         Body::Changes(_) => "changes",
                         Body::Heartbeat { .. } => "heartbeat",
+                        Body::CatalogPack(_) => "catalog_pack",
+                        Body::PackedSnapshot(_) => "packed_snapshot",
                     };
                     seen.push((offset, kind));
                     input = rest;
@@ -82,7 +84,7 @@ async fn decode_reports_a_damaged_frame_and_decodes_the_rest() {
     let mut socket = TcpStream::connect(addr).await.unwrap();
     let mut decoder = FrameDecoder::new();
     let mut capture = Vec::new();
-    // hello, catalog, snapshot
+    // hello, catalog (a pack: this raw client sent no hello naming a catalog it has), snapshot
     let mut frames = capture_frames(&mut socket, &mut decoder, &mut capture, 3).await;
     bus.set_now(pir, SensorValue::Binary(true)).unwrap();
     frames.extend(capture_frames(&mut socket, &mut decoder, &mut capture, 1).await);
@@ -91,7 +93,13 @@ async fn decode_reports_a_damaged_frame_and_decodes_the_rest() {
     let kinds: Vec<&str> = frames.iter().map(|(_, kind)| *kind).collect();
     assert_eq!(
         kinds,
-        ["hello", "catalog", "snapshot", "changes", "changes"]
+        [
+            "hello",
+            "catalog_pack",
+            "packed_snapshot",
+            "changes",
+            "changes"
+        ]
     );
 
     // Damage the PIR's changes frame.
@@ -113,7 +121,9 @@ async fn decode_reports_a_damaged_frame_and_decodes_the_rest() {
     assert_eq!(lines.len(), 5, "{lines:#?}");
     assert_eq!(lines[0]["frame"], "hello");
     assert_eq!(lines[0]["box"], "garage");
+    assert_eq!(lines[1]["frame"], "catalog_pack");
     assert_eq!(lines[1]["sensors"][1]["name"], "cabinet_temperature");
+    assert_eq!(lines[2]["packed"], true);
     assert_eq!(lines[2]["values"][0]["sensor"], "front_door_pir");
     assert_eq!(lines[3]["error"], "checksum mismatch");
     assert_eq!(lines[3]["offset"], damaged_at);

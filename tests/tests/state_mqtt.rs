@@ -41,6 +41,7 @@ async fn a_pir_change_reaches_an_mqtt_subscriber_and_late_subscribers_see_curren
     let publisher = tokio::spawn(run(
         bus.clone(),
         MqttConfig::new(broker.url(), "garage"),
+        None,
         async {
             let _ = stopped.await;
         },

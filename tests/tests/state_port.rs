@@ -83,7 +83,12 @@ async fn a_bus_change_is_seen_by_nvrctl_watch() {
         let closed = closed.clone();
         move || {
             let mut sink = LineSink::new(lines_tx, closed);
-            watch(&target, WatchOutput::JsonLines, &mut sink, &mut io::sink())
+            watch(
+                &[target],
+                WatchOutput::JsonLines,
+                &mut sink,
+                &mut io::sink(),
+            )
         }
     });
 
@@ -130,7 +135,8 @@ async fn a_bus_change_is_seen_by_nvrctl_watch() {
 /// Connects with nvrctl's client and reads until sensor `id` shows `want`.
 async fn client_sees(addr: SocketAddr, id: SensorId, want: bool) -> StateConnection {
     tokio::task::spawn_blocking(move || {
-        let mut connection = StateConnection::open(&addr.to_string()).expect("connect");
+        let mut connection =
+            StateConnection::open_with_cache(&addr.to_string(), None).expect("connect");
         loop {
             let seen = connection
                 .view()
@@ -304,5 +310,75 @@ async fn a_client_that_never_reads_is_dropped_and_frees_its_slot() {
     .expect("the stalled client is dropped");
     assert!(served > 0, "the slot was taken at first");
     drop(never_reads);
+    the_box.shut_down().await;
+}
+
+/// Connects with a catalog cache in `cache` and reads the snapshot; returns the bytes the
+/// session took and whether the catalog came from the cache.
+async fn connect_cached(addr: SocketAddr, cache: &std::path::Path) -> (u64, bool, usize) {
+    let cache = nvrctl::cache::CatalogCache::new(cache);
+    tokio::task::spawn_blocking(move || {
+        let mut connection =
+            StateConnection::open_with_cache(&addr.to_string(), Some(cache)).expect("connect");
+        let sensors = connection.read_snapshot().expect("snapshot").sensors.len();
+        (
+            connection.bytes_received(),
+            connection.catalog_from_cache(),
+            sensors,
+        )
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_known_catalog_is_not_sent_again_and_a_grown_one_only_as_its_tail() {
+    let the_box = start_box(TcpStateConfig::new("site")).await;
+    for n in 0..5_000 {
+        let spec = SensorSpec::binary(
+            format!("b{:02}_f{:02}_pir_{n:04}", n / 500, n / 50 % 10),
+            Role::Sensor,
+        );
+        let id = the_box.bus.register(spec).unwrap();
+        the_box
+            .bus
+            .set_now(id, SensorValue::Binary(n % 7 == 0))
+            .unwrap();
+    }
+    let cache = tempfile::tempdir().unwrap();
+    let (first, from_cache, sensors) = connect_cached(the_box.addr, cache.path()).await;
+    assert!(!from_cache);
+    assert_eq!(sensors, 5_000);
+    let (again, from_cache, sensors) = connect_cached(the_box.addr, cache.path()).await;
+    assert!(from_cache, "the second session uses the cached catalog");
+    assert_eq!(sensors, 5_000);
+    assert!(again < first, "{again} bytes, the first session {first}");
+
+    // The box gains sensors: the next session gets only the new entries, and caches the whole.
+    for name in ["late_a", "late_b"] {
+        the_box
+            .bus
+            .register(SensorSpec::binary(name, Role::Sensor))
+            .unwrap();
+    }
+    let (grown, from_cache, sensors) = connect_cached(the_box.addr, cache.path()).await;
+    assert!(!from_cache);
+    assert_eq!(sensors, 5_002);
+    // Hello, a two-entry pack and the snapshot: a few bytes more than a cached session.
+    assert!(grown < again + 200, "{grown} bytes vs {again}");
+    let (_, from_cache, sensors) = connect_cached(the_box.addr, cache.path()).await;
+    assert!(from_cache);
+    assert_eq!(sensors, 5_002);
+
+    // Another box's catalog under the same name is not mistaken for it.
+    let other = start_box(TcpStateConfig::new("site")).await;
+    other
+        .bus
+        .register(SensorSpec::binary("only", Role::Sensor))
+        .unwrap();
+    let (_, from_cache, sensors) = connect_cached(other.addr, cache.path()).await;
+    assert!(!from_cache);
+    assert_eq!(sensors, 1);
+    other.shut_down().await;
     the_box.shut_down().await;
 }

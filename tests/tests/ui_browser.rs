@@ -1,6 +1,7 @@
 //! The page in a real browser: headless Chromium (Debian's `chromium`, driven over WebDriver)
 //! against the real `edgenvr run`, which records the real gst-rtsp-server with two cameras — one
-//! continuous, one in events mode triggered by a sim PIR driven with the real `edgenvr sim set`.
+//! continuous, one in events mode triggered by a sim PIR driven with the real `edgenvr sim set` —
+//! and has a sim light output.
 //!
 //! Shows: the page sends to the login; a wrong token is refused (401, the note shown, no
 //! access); the right one opens the page; each camera's timeline shows its recorded range and
@@ -9,7 +10,9 @@
 //! and playback runs on across the gap into the next event's video; clicking a moment on the
 //! continuous camera's timeline plays from that moment, from a clip that starts at the key frame
 //! before it; a PIR edge reaches the live panel (its latency from the box's own change time is
-//! printed); the page breaks none of its Content-Security-Policy. Screenshots of the timeline
+//! printed); the switch of a sim light turns the pin on and off (read back with `edgenvr sim
+//! get`) and the panel shows it; the page fits a phone's width; the page breaks none of its
+//! Content-Security-Policy. Screenshots of the timeline
 //! and of playback go to `target/ui-screenshots/`. Waits are for events (log lines, frames sent,
 //! conditions in the page); time limits only guard against a hang.
 
@@ -18,7 +21,7 @@ use std::time::Duration;
 
 use edgenvr_tests::bins::workspace_root;
 use edgenvr_tests::clips::{make_clip, Codec, GOP_FRAMES};
-use edgenvr_tests::edgenvr_box::{init_store, sim_set, spawn_run};
+use edgenvr_tests::edgenvr_box::{sim_set, spawn_run, wait_for_level, BoxDir};
 use edgenvr_tests::page::{int, log_in, PLAYER_STATE};
 use edgenvr_tests::process::Process;
 use edgenvr_tests::rtsp_server::RtspServer;
@@ -39,27 +42,25 @@ fn screenshot_dir() -> PathBuf {
         .join("ui-screenshots")
 }
 
-fn write_config(work: &Path, store: &Path, url: &str) -> PathBuf {
-    let config = work.join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
+/// The box: `front` continuous, `hall` in events mode on the sim PIR, a sim light, the page.
+fn box_dir(url: &str) -> BoxDir {
+    BoxDir::new(
+        "ui-test",
+        &["--size", "4MiB", "--slots", "8"],
+        "sync_interval = \"1s\"",
+        &format!(
             r#"
-[box]
-name = "ui-test"
-[storage]
-dir = "{store}"
-sync_interval = "1s"
 [http]
 listen = "127.0.0.1:0"
 token = "{TOKEN}"
-[control]
-socket = "{socket}"
 [[sensor]]
 name = "pir-hall"
 kind = "pir"
 backend = "sim"
 debounce = "50ms"
+[[output]]
+name = "light-porch"
+backend = "sim"
 [[camera]]
 name = "front"
 url = "{url}"
@@ -70,13 +71,9 @@ mode = "events"
 pre_roll = "2s"
 post_roll = "2s"
 triggers = ["pir-hall"]
-"#,
-            store = store.display(),
-            socket = work.join("control.sock").display(),
+"#
         ),
     )
-    .unwrap();
-    config
 }
 
 /// Waits for `gops` more GOPs of the stream to be sent.
@@ -137,13 +134,12 @@ fn wait_playing(browser: &Browser, camera: &str, advance_s: f64) -> Value {
 }
 
 #[test]
-fn the_page_logs_in_shows_the_timeline_plays_events_and_moments_and_follows_a_pir() {
+fn the_page_logs_in_shows_the_timeline_plays_events_and_moments_and_follows_live_state() {
     let work = tempfile::tempdir().unwrap();
     let clip = make_clip(work.path(), Codec::H264, 10).unwrap();
     let server = RtspServer::start(&[("/cam", &clip)], None).unwrap();
-    let store = work.path().join("store");
-    init_store(&store, &["--size", "4MiB", "--slots", "8"]).unwrap();
-    let config = write_config(work.path(), &store, &server.url("/cam", None));
+    let the_box = box_dir(&server.url("/cam", None));
+    let config = the_box.config.clone();
 
     // The browser starts while the box does (a cold Chromium takes a few seconds).
     let browser = std::thread::spawn(|| Browser::start(1280, 1000));
@@ -386,6 +382,22 @@ fn the_page_logs_in_shows_the_timeline_plays_events_and_moments_and_follows_a_pi
             HANG_GUARD,
         )
         .unwrap();
+
+    // The light's switch: the pin follows, and the page shows what the pin did.
+    let switch = ".sensor[data-name=\"light-porch\"] .switch";
+    for (level, shown) in [("high", "on"), ("low", "off")] {
+        browser.click_selector(switch).unwrap();
+        wait_for_level(&config, "light-porch", level, HANG_GUARD).unwrap();
+        browser
+            .wait_for(
+                &format!("the light {shown} on the page"),
+                &format!(
+                    "document.querySelector('.sensor[data-name=\"light-porch\"] .value').textContent === '{shown}'"
+                ),
+                HANG_GUARD,
+            )
+            .unwrap();
+    }
 
     // On a phone's screen the page fits its width: one column, nothing to scroll sideways.
     browser.set_window_size(390, 844).unwrap();

@@ -20,8 +20,14 @@
 //!   1 (fixed header) + len(varint remaining) + remaining, remaining = 2 + topic + payload;
 //!   With `--mqtt HOST:PORT` the plain-payload publishes are also really sent, QoS 0, to that
 //!   broker (the benchmark reads the broker's `$SYS` byte counters);
+//! - edgenvr's own Home Assistant state topics (`[mqtt] home_assistant = true`): one PUBLISH
+//!   per change on `edgenvr/<site>/ha/<name>`, payload `ON`/`OFF` or `21.5`;
 //! - polled XML: once a second the whole site's current state (a bus snapshot) as one XML
 //!   document, `<sensor id=".." name=".." state="0"/>` per binary sensor, its length.
+//!
+//! With `--mqtt-publisher URL` the site's bus is also published by the box's own MQTT
+//! publisher (`publish::mqtt`, the frames a box sends to its broker), for the benchmark's
+//! bridge run.
 //!
 //! Prints one JSON line a second (`"kind":"second"`) and a summary line (`"kind":"summary"`) to
 //! stdout after `--seconds` or on SIGINT/SIGTERM; logs go to stderr.
@@ -65,6 +71,10 @@ struct Args {
     /// (HOST:PORT), so the broker's own byte counters can be read against the formula.
     #[arg(long)]
     mqtt: Option<String>,
+    /// Also publish the bus with the box's own MQTT publisher to this broker URL
+    /// (`mqtt://HOST:PORT`).
+    #[arg(long)]
+    mqtt_publisher: Option<String>,
     /// Register one more binary sensor, `bench_pir`, left alone by the random process, and set
     /// sensors from `NAME high|low` lines on stdin.
     #[arg(long)]
@@ -276,6 +286,7 @@ struct Counts {
     scalar_reports: u64,
     mqtt_plain_bytes: u64,
     mqtt_json_bytes: u64,
+    ha_state_bytes: u64,
     xml_bytes: u64,
     xml_documents: u64,
     lagged: u64,
@@ -289,6 +300,7 @@ impl Counts {
         self.scalar_reports += other.scalar_reports;
         self.mqtt_plain_bytes += other.mqtt_plain_bytes;
         self.mqtt_json_bytes += other.mqtt_json_bytes;
+        self.ha_state_bytes += other.ha_state_bytes;
         self.xml_bytes += other.xml_bytes;
         self.xml_documents += other.xml_documents;
         self.lagged += other.lagged;
@@ -304,6 +316,7 @@ impl Counts {
             "scalar_reports": self.scalar_reports,
             "mqtt_plain_bytes": self.mqtt_plain_bytes,
             "mqtt_json_bytes": self.mqtt_json_bytes,
+            "ha_state_bytes": self.ha_state_bytes,
             "xml_bytes": self.xml_bytes,
             "xml_documents": self.xml_documents,
             "lagged": self.lagged,
@@ -341,6 +354,15 @@ async fn main() -> anyhow::Result<()> {
         async move { bus.run_timers(stop).await }
     });
 
+    let publisher = args.mqtt_publisher.clone().map(|url| {
+        let config = edgenvr::publish::mqtt::MqttConfig::new(url, args.site.clone());
+        tokio::spawn(edgenvr::publish::mqtt::run(
+            bus.clone(),
+            config,
+            None,
+            stopped(stop_rx.clone()),
+        ))
+    });
     let mqtt = match &args.mqtt {
         Some(address) => Some(mqtt_client(address, &args.site, stop_rx.clone())?),
         None => None,
@@ -442,7 +464,7 @@ async fn main() -> anyhow::Result<()> {
                             format!("{{\"temperature\":{reading:.1}}}"),
                             "sensor",
                         ),
-                        SensorValue::Complex(_) => continue,
+                        SensorValue::Complex(_) | SensorValue::Unsigned(_) => continue,
                     };
                     let topic = format!("homeassistant/{component}/{}/{name}/state", args.site);
                     second.mqtt_plain_bytes += mqtt_publish_bytes(&topic, &plain);
@@ -453,6 +475,10 @@ async fn main() -> anyhow::Result<()> {
                         }
                     }
                     second.mqtt_json_bytes += mqtt_publish_bytes(&topic, &json_payload);
+                    // What a box with `[mqtt] home_assistant = true` publishes per change besides
+                    // its frames: the entity's plain state, QoS 0 (no packet id), retained.
+                    let ha_topic = format!("edgenvr/{}/ha/{name}", args.site);
+                    second.ha_state_bytes += mqtt_publish_bytes(&ha_topic, &plain);
                     if is_binary {
                         second.binary_changes += 1;
                     } else {
@@ -482,6 +508,9 @@ async fn main() -> anyhow::Result<()> {
     let _ = server.await;
     let _ = timers.await;
     let _ = poller.await;
+    if let Some(publisher) = publisher {
+        let _ = publisher.await;
+    }
     if let Some((_, driver)) = mqtt {
         let _ = driver.await;
     }

@@ -84,6 +84,10 @@ pub enum Command {
         /// An Annex-B H.264 file to serve instead of the built-in clip (640x360, 25 fps, 12 s).
         #[arg(long, value_name = "FILE")]
         clip: Option<PathBuf>,
+        /// Play a broken camera (fault tests): silent, garbage-rtp, bad-sdp, oversized, ts-jump,
+        /// ts-back or sps-change.
+        #[arg(long, value_enum, hide = true)]
+        fault: Option<crate::simcam::Fault>,
     },
     /// Set or read simulated pins of the running box (through `[control] socket`).
     Sim(crate::gpio::sim_cli::SimArgs),
@@ -99,6 +103,7 @@ pub fn main() -> ExitCode {
             listen,
             paths,
             clip,
+            fault,
         } => run_until_signal(|mut shutdown| async move {
             let clip = match clip {
                 Some(path) => crate::simcam::Clip::from_file(&path)
@@ -109,6 +114,7 @@ pub fn main() -> ExitCode {
                 listen,
                 paths,
                 clip,
+                fault,
             };
             let camera = crate::simcam::SimCamera::bind(config).await?;
             camera.run(async move { shutdown.requested().await }).await;

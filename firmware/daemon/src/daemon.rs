@@ -269,6 +269,12 @@ pub async fn run_with_status(
     if let Some(problem) = problems.first() {
         return Err(DaemonError::Unsupported(problem.to_string()));
     }
+    // Clients of the state port and the HTTP API each take a descriptor; the soft default of
+    // 1024 is far below what the hard limit allows.
+    match crate::limits::raise_nofile_limit() {
+        Ok(limit) => tracing::debug!(limit, "file descriptor limit"),
+        Err(error) => tracing::warn!(%error, "cannot raise the file descriptor limit"),
+    }
     let mut sources = Vec::new();
     for camera in &config.camera {
         sources.push((
@@ -300,8 +306,9 @@ pub async fn run_with_status(
 
     let bus = StateBus::new();
     let (sensor_events, _) = gpio::event_channel();
+    let (output_events, output_switches) = gpio::output_channel();
     let mut tasks: JoinSet<TaskOutcome> = JoinSet::new();
-    // Sensors join the catalog before their first change can happen.
+    // Sensors and outputs join the catalog before their first change can happen.
     tasks.spawn(feed_sensors(
         bus.clone(),
         &config.sensor,
@@ -316,13 +323,24 @@ pub async fn run_with_status(
             control: &config.control,
         },
         sensor_events.clone(),
+        output_events.clone(),
     )
     .await
     .map_err(|e| DaemonError::Unsupported(e.to_string()))?;
     // The control socket logged `listening control PATH` when it bound.
+    if let Some(outputs) = &gpio.outputs {
+        tasks.spawn(feed_outputs(
+            bus.clone(),
+            outputs.names(),
+            output_switches,
+            shutdown.clone(),
+        ));
+    }
 
     let http = match &config.http {
-        Some(http) => Some(start_http(http, &store, &bus, shutdown.clone()).await?),
+        Some(http) => {
+            Some(start_http(http, &store, &bus, gpio.outputs.clone(), shutdown.clone()).await?)
+        }
         None => None,
     };
     let options = IngestOptions {
@@ -420,10 +438,16 @@ pub async fn run_with_status(
     }
     if let Some(mqtt) = mqtt_config {
         let (mqtt_bus, mut stop) = (bus.clone(), shutdown.clone());
+        let outputs = gpio.outputs.clone();
         tasks.spawn(async move {
             if let Err(error) =
-                crate::publish::mqtt::run(mqtt_bus, mqtt, async move { stop.requested().await })
-                    .await
+                crate::publish::mqtt::run(
+                    mqtt_bus,
+                    mqtt,
+                    outputs,
+                    async move { stop.requested().await },
+                )
+                .await
             {
                 tracing::error!(%error, "MQTT publishing stopped");
             }
@@ -468,6 +492,9 @@ fn mqtt_config(
 ) -> Result<crate::publish::mqtt::MqttConfig, DaemonError> {
     let mut mqtt = crate::publish::mqtt::MqttConfig::new(section.url.clone(), box_name);
     mqtt.username = section.username.clone();
+    mqtt.home_assistant = section.home_assistant;
+    mqtt.discovery_prefix = section.discovery_prefix.clone();
+    mqtt.commands = section.commands || section.home_assistant;
     if let Some(file) = &section.password_file {
         let password = std::fs::read_to_string(file).map_err(|e| {
             DaemonError::Unsupported(format!(
@@ -491,8 +518,8 @@ enum TaskOutcome {
 fn feed_sensors(
     bus: StateBus,
     sensors: &[crate::gpio::SensorConfig],
-    mut events: broadcast::Receiver<gpio::SensorEvent>,
-    mut shutdown: Shutdown,
+    events: broadcast::Receiver<gpio::SensorEvent>,
+    shutdown: Shutdown,
 ) -> impl std::future::Future<Output = TaskOutcome> + Send + 'static {
     let mut ids = Vec::new();
     for sensor in sensors {
@@ -507,32 +534,66 @@ fn feed_sensors(
             }
         }
     }
-    async move {
-        loop {
-            tokio::select! {
-                () = shutdown.requested() => break,
-                received = events.recv() => match received {
-                    Ok(event) => {
-                        if let Some(Some(id)) = ids.get(event.index) {
-                            let time_ms = event
-                                .at_wall
-                                .duration_since(std::time::UNIX_EPOCH)
-                                .map_or_else(|_| unix_now_ms(), |d| d.as_millis() as u64);
-                            let _ = bus.set(*id, SensorValue::Binary(event.triggered), time_ms);
-                        }
-                    }
-                    Err(broadcast::error::RecvError::Lagged(missed)) => {
-                        tracing::warn!(missed, "state missed sensor events");
-                    }
-                    Err(broadcast::error::RecvError::Closed) => {
-                        shutdown.requested().await;
-                        break;
-                    }
-                },
+    feed_binary(bus, events, shutdown, "sensor events", move |event| {
+        let id = ids.get(event.index).copied().flatten()?;
+        Some((id, event.triggered, event.at_wall))
+    })
+}
+
+/// Registers every running `[[output]]` on the bus and, until shutdown, sets each switch.
+fn feed_outputs(
+    bus: StateBus,
+    names: &[String],
+    events: broadcast::Receiver<gpio::OutputEvent>,
+    shutdown: Shutdown,
+) -> impl std::future::Future<Output = TaskOutcome> + Send + 'static {
+    let mut ids = std::collections::HashMap::new();
+    for name in names {
+        match bus.register(SensorSpec::binary(name.clone(), Role::Output)) {
+            Ok(id) => {
+                ids.insert(name.clone(), id);
             }
+            Err(error) => tracing::error!(output = %name, %error, "not in the state"),
         }
-        TaskOutcome::Done
     }
+    feed_binary(bus, events, shutdown, "output switches", move |event| {
+        let id = *ids.get(&*event.name)?;
+        Some((id, event.on, event.at_wall))
+    })
+}
+
+/// Until shutdown, sets on `bus` the binary value each event says (`read` gives the sensor,
+/// level and wall time of an event, `None` for one not in the state).
+async fn feed_binary<E: Clone + Send + 'static>(
+    bus: StateBus,
+    mut events: broadcast::Receiver<E>,
+    mut shutdown: Shutdown,
+    what: &'static str,
+    read: impl Fn(&E) -> Option<(edgenvr_proto::SensorId, bool, std::time::SystemTime)> + Send + 'static,
+) -> TaskOutcome {
+    loop {
+        tokio::select! {
+            () = shutdown.requested() => break,
+            received = events.recv() => match received {
+                Ok(event) => {
+                    if let Some((id, level, at_wall)) = read(&event) {
+                        let time_ms = at_wall
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map_or_else(|_| unix_now_ms(), |d| d.as_millis() as u64);
+                        let _ = bus.set(id, SensorValue::Binary(level), time_ms);
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::warn!(missed, "state missed {what}");
+                }
+                Err(broadcast::error::RecvError::Closed) => {
+                    shutdown.requested().await;
+                    break;
+                }
+            },
+        }
+    }
+    TaskOutcome::Done
 }
 
 /// Resolves the API token, binds `[http] listen` and serves until `shutdown`.
@@ -540,6 +601,7 @@ async fn start_http(
     http: &HttpConfig,
     store: &Store,
     bus: &StateBus,
+    outputs: Option<gpio::OutputControl>,
     mut shutdown: Shutdown,
 ) -> Result<tokio::task::JoinHandle<()>, DaemonError> {
     let (config, dir) = (http.clone(), store.dir().to_owned());
@@ -550,6 +612,7 @@ async fn start_http(
     let server = HttpServer::bind(http.listen, store.clone(), token)
         .await
         .map_err(|e| DaemonError::Http(format!("cannot listen on {}: {e}", http.listen)))?
+        .with_outputs(outputs)
         .with_live_state(bus.clone())
         .with_ui(http.ui);
     Ok(tokio::spawn(async move {

@@ -1,14 +1,18 @@
 //! Health: the box's own sensors in the state, next to the PIRs — per camera online, recording
-//! (binary), frames per second and received bit rate (scalar), GOPs dropped before the store and
-//! fragments the ring wrapped over (counters); storage used, bytes written, card endurance used
-//! and CPU temperature (scalar).
+//! (binary), status (state and reason), frames per second and received bit rate (scalar), GOPs
+//! dropped before the store and fragments the ring wrapped over (counters); storage used, bytes
+//! written, card endurance used and CPU temperature (scalar), and the store's status.
 //!
 //! Receives each camera's [`CameraStatus`] watch and [`CameraActivity`] counters, the open
-//! [`Store`] (its in-memory wear counters, no disk I/O), and the thermal zones under
-//! `/sys/class/thermal` (read once per storage sample; a board without them has no temperature
-//! sensor). Emits values to the [`StateBus`] with [`StateBus::set`]; scalars go through the bus's
-//! report-by-exception policy, whose defaults ([`default_policy`]) a `[[report]]` section of the
-//! config can override per sensor.
+//! [`Store`] (its in-memory wear counters, no disk I/O), the store directory's file system
+//! (`statvfs` and a directory read, once per camera sample, to tell a vanished or read-only
+//! disk), and the thermal zones under `/sys/class/thermal` (read once per storage sample; a
+//! board without them has no temperature sensor). Emits values to the [`StateBus`] with
+//! [`StateBus::set`]; scalars go through the bus's report-by-exception policy, whose defaults
+//! ([`default_policy`]) a `[[report]]` section of the config can override per sensor.
+//!
+//! Status values are mapped from what ingest and the writer say today ([`camera_status`],
+//! [`store_status`]); a new [`IngestErrorKind`] gets its reason there.
 //!
 //! Threading: one tokio task ([`Health::run`]) that samples on a timer until shutdown; every
 //! call it makes is short and non-blocking (the store's stats take its index lock only).
@@ -18,12 +22,15 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use edgenvr_proto::{CameraRole, Deadband, ReportPolicy, Role, SensorId};
+use edgenvr_proto::{
+    camera_status_code, CameraReason, CameraRole, CameraState, Deadband, ReportPolicy, Role,
+    SensorId, StoreState,
+};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::config::ReportConfig;
-use crate::ingest::CameraStatus;
+use crate::ingest::{CameraStatus, IngestErrorKind};
 use crate::record::CameraActivity;
 use crate::shutdown::Shutdown;
 use crate::state::{SensorSpec, SensorValue, StateBus, StateError};
@@ -38,19 +45,11 @@ pub const SLOW_SAMPLE: Duration = Duration::from_secs(10);
 /// Where Linux exposes temperatures (`thermal_zoneN/temp`, millidegrees Celsius).
 pub const THERMAL_ROOT: &str = "/sys/class/thermal";
 
-/// The scalar sensors of the box itself.
-pub const STORAGE_USED: &str = "storage_used";
-/// Bytes written to the store since it was provisioned, in MB.
-pub const STORAGE_WRITTEN: &str = "storage_written";
-/// Share of the card's rated endurance used, in percent.
-pub const ENDURANCE_USED: &str = "storage_endurance_used";
-/// CPU temperature.
-pub const CPU_TEMP: &str = "cpu_temp";
-/// `<camera>_overwritten`: the camera's fragments (GOPs) the ring has wrapped over.
-pub const OVERWRITTEN_SUFFIX: &str = "_overwritten";
-/// `<camera>_dropped`: the camera's GOPs dropped before reaching the store (a disk slower than
-/// the camera) since the box started.
-pub const DROPPED_SUFFIX: &str = "_dropped";
+pub use crate::sensor_names::{
+    scalar_names, CPU_TEMP, DROPPED_SUFFIX, ENDURANCE_USED, OVERWRITTEN_SUFFIX, STORAGE_STATUS,
+    STORAGE_USED, STORAGE_WRITTEN,
+};
+use crate::sensor_names::{BITRATE_SUFFIX, FPS_SUFFIX};
 
 /// One camera as health sees it.
 #[derive(Debug)]
@@ -84,7 +83,7 @@ pub fn default_policy(name: &str) -> ReportPolicy {
     } else if name.ends_with(OVERWRITTEN_SUFFIX) || name.ends_with(DROPPED_SUFFIX) {
         // Counters: every change is news (video is gone), but at most one report per 10 s.
         policy(0.5, 10_000, minutes(60))
-    } else if name.ends_with("_bitrate") {
+    } else if name.ends_with(BITRATE_SUFFIX) {
         // 100 kbit/s: a camera's VBR swings by more than that every GOP; 5 s rate limit.
         policy(100.0, 5_000, minutes(5))
     } else {
@@ -118,25 +117,101 @@ pub fn policy_for(name: &str, overrides: &[ReportConfig]) -> ReportPolicy {
     policy
 }
 
-/// The scalar sensor names a config's `[[report]]` may name, for the given cameras.
-pub fn scalar_names<'a>(cameras: impl Iterator<Item = &'a str>) -> Vec<String> {
-    let mut names: Vec<String> = [STORAGE_USED, STORAGE_WRITTEN, ENDURANCE_USED, CPU_TEMP]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect();
-    for camera in cameras {
-        names.push(format!("{camera}_fps"));
-        names.push(format!("{camera}_bitrate"));
-        names.push(format!("{camera}{OVERWRITTEN_SUFFIX}"));
-        names.push(format!("{camera}{DROPPED_SUFFIX}"));
+/// A camera's state and why, from its ingest status and whether its video reaches the store.
+pub fn camera_status(status: &CameraStatus, store_failing: bool) -> (CameraState, CameraReason) {
+    match status {
+        // Video not reaching the store is the worst a streaming camera can do: it comes first.
+        CameraStatus::Streaming | CameraStatus::Degraded { .. } if store_failing => {
+            (CameraState::Degraded, CameraReason::Storage)
+        }
+        CameraStatus::Streaming => (CameraState::Online, CameraReason::None),
+        CameraStatus::Degraded { kind, .. } => (CameraState::Degraded, reason_of(*kind)),
+        CameraStatus::Connecting => (CameraState::Connecting, CameraReason::None),
+        CameraStatus::Retrying { kind, .. } => (CameraState::Offline, reason_of(*kind)),
+        CameraStatus::Stopped => (CameraState::Stopped, CameraReason::None),
     }
-    names
+}
+
+/// The wire reason of an ingest failure or fault.
+fn reason_of(kind: IngestErrorKind) -> CameraReason {
+    match kind {
+        IngestErrorKind::Unauthorized => CameraReason::AuthFailed,
+        IngestErrorKind::Unsupported => CameraReason::Unsupported,
+        IngestErrorKind::Unreachable | IngestErrorKind::NoAnswer | IngestErrorKind::Ended => {
+            CameraReason::Unreachable
+        }
+        IngestErrorKind::Refused => CameraReason::Refused,
+        IngestErrorKind::BadDescription
+        | IngestErrorKind::BadMedia
+        | IngestErrorKind::ParametersWithoutKeyFrame => CameraReason::BadStream,
+        IngestErrorKind::Stalled => CameraReason::NoData,
+        IngestErrorKind::TimestampJump => CameraReason::Timestamps,
+        IngestErrorKind::Transient => CameraReason::Unreachable,
+    }
+}
+
+/// What the store directory's file system says, sampled by [`probe_store_dir`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreDirProbe {
+    /// The directory is gone, unreadable or empty (an unmounted disk leaves an empty mount
+    /// point).
+    pub missing: bool,
+    /// Mounted read-only.
+    pub read_only: bool,
+    /// No free blocks left.
+    pub full: bool,
+}
+
+/// The store's state from its directory and whether a camera's writes are failing.
+pub fn store_status(probe: StoreDirProbe, writes_failing: bool) -> StoreState {
+    if probe.missing {
+        StoreState::Missing
+    } else if probe.read_only {
+        StoreState::ReadOnly
+    } else if writes_failing && probe.full {
+        StoreState::Full
+    } else if writes_failing {
+        StoreState::IoError
+    } else {
+        StoreState::Ok
+    }
+}
+
+/// Looks at the store directory: present and not empty, and its file system's flags and free
+/// space.
+pub fn probe_store_dir(dir: &Path) -> StoreDirProbe {
+    let missing = std::fs::read_dir(dir).map_or(true, |mut entries| entries.next().is_none());
+    if missing {
+        return StoreDirProbe {
+            missing,
+            ..StoreDirProbe::default()
+        };
+    }
+    let Some(stats) = statvfs(dir) else {
+        return StoreDirProbe::default();
+    };
+    StoreDirProbe {
+        missing: false,
+        read_only: stats.f_flag & libc::ST_RDONLY != 0,
+        full: stats.f_bavail == 0,
+    }
+}
+
+fn statvfs(dir: &Path) -> Option<libc::statvfs> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: all-zero bytes are a valid `statvfs` (plain integers); statvfs reads the
+    // NUL-terminated path we own and writes only into the struct we pass.
+    let mut stats: libc::statvfs = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::statvfs(path.as_ptr(), &mut stats) };
+    (rc == 0).then_some(stats)
 }
 
 struct CameraSensors {
     camera: CameraHealth,
     online: SensorId,
     recording: SensorId,
+    status: SensorId,
     fps: SensorId,
     bitrate: SensorId,
     overwritten: SensorId,
@@ -153,6 +228,7 @@ pub struct Health {
     cameras: Vec<CameraSensors>,
     used: SensorId,
     written: SensorId,
+    store_status: SensorId,
     endurance: Option<(SensorId, u64)>,
     temperature: Option<(SensorId, PathBuf)>,
 }
@@ -187,21 +263,32 @@ impl Health {
                 format!("{name}_recording"),
                 Role::Camera(CameraRole::Recording),
             ))?;
-            // The wire format has no frame-rate role for cameras; the name ties it to its camera.
-            let fps = scalar(&format!("{name}_fps"), "fps", Role::Health)?;
+            let status = bus.register(SensorSpec::unsigned(
+                format!("{name}_status"),
+                "",
+                Role::Camera(CameraRole::Status),
+            ))?;
+            let fps = scalar(
+                &format!("{name}{FPS_SUFFIX}"),
+                "fps",
+                Role::Camera(CameraRole::FrameRate),
+            )?;
             let bitrate = scalar(
-                &format!("{name}_bitrate"),
+                &format!("{name}{BITRATE_SUFFIX}"),
                 "kbit/s",
                 Role::Camera(CameraRole::Bitrate),
             )?;
-            let overwritten = scalar(&format!("{name}{OVERWRITTEN_SUFFIX}"), "", Role::Health)?;
-            let dropped = scalar(&format!("{name}{DROPPED_SUFFIX}"), "", Role::Health)?;
+            // Counts, reported by exception like the scalars they are (at most one report per
+            // 10 s): a wrapping ring moves them every GOP.
+            let overwritten = scalar(&format!("{name}{OVERWRITTEN_SUFFIX}"), "", Role::Counter)?;
+            let dropped = scalar(&format!("{name}{DROPPED_SUFFIX}"), "", Role::Counter)?;
             let last_frames = camera.activity.video_frames.load(Ordering::Relaxed);
             let last_bytes = camera.activity.video_bytes.load(Ordering::Relaxed);
             sensors.push(CameraSensors {
                 camera,
                 online,
                 recording,
+                status,
                 fps,
                 bitrate,
                 overwritten,
@@ -213,6 +300,8 @@ impl Health {
         }
         let used = scalar(STORAGE_USED, "%", Role::Health)?;
         let written = scalar(STORAGE_WRITTEN, "MB", Role::Health)?;
+        let store_status =
+            bus.register(SensorSpec::unsigned(STORAGE_STATUS, "", Role::StoreStatus))?;
         let endurance = match endurance_bytes {
             Some(bytes) if bytes > 0 => Some((scalar(ENDURANCE_USED, "%", Role::Health)?, bytes)),
             _ => None,
@@ -227,6 +316,7 @@ impl Health {
             cameras: sensors,
             used,
             written,
+            store_status,
             endurance,
             temperature,
         })
@@ -259,9 +349,13 @@ impl Health {
     fn sample_cameras(&mut self) {
         let now = Instant::now();
         let mut values = Vec::new();
+        let mut writes_failing = false;
         for sensors in &mut self.cameras {
-            let online = matches!(*sensors.camera.status.borrow(), CameraStatus::Streaming);
+            let ingest_status = sensors.camera.status.borrow().clone();
+            let online = ingest_status.is_online();
             let activity = &sensors.camera.activity;
+            writes_failing |= activity.store_failing();
+            let (state, reason) = camera_status(&ingest_status, activity.store_failing());
             let wanted = if sensors.camera.events_mode {
                 activity.event_recording.load(Ordering::Relaxed)
             } else {
@@ -287,9 +381,18 @@ impl Health {
             sensors.last_at = now;
             values.push((sensors.online, SensorValue::Binary(online)));
             values.push((sensors.recording, SensorValue::Binary(recording)));
+            values.push((
+                sensors.status,
+                SensorValue::Unsigned(camera_status_code(state, reason)),
+            ));
             values.push((sensors.fps, SensorValue::Scalar(fps.round())));
             values.push((sensors.bitrate, SensorValue::Scalar(kbit_s.round())));
         }
+        let store = store_status(probe_store_dir(self.store.dir()), writes_failing);
+        values.push((
+            self.store_status,
+            SensorValue::Unsigned(u64::from(store.code())),
+        ));
         for (id, value) in values {
             self.set(id, value);
         }
@@ -388,6 +491,131 @@ mod tests {
         let found = find_cpu_thermal_zone(dir.path()).unwrap();
         assert!(found.ends_with("thermal_zone1/temp"), "{found:?}");
         assert_eq!(read_celsius(&found), Some(48.312));
+    }
+
+    #[test]
+    fn camera_status_maps_ingest_and_the_writer() {
+        let retrying = |kind| CameraStatus::Retrying {
+            kind,
+            reason: "x".into(),
+            consecutive_failures: 1,
+        };
+        let cases = [
+            (
+                CameraStatus::Streaming,
+                false,
+                CameraState::Online,
+                CameraReason::None,
+            ),
+            (
+                CameraStatus::Streaming,
+                true,
+                CameraState::Degraded,
+                CameraReason::Storage,
+            ),
+            (
+                CameraStatus::Connecting,
+                false,
+                CameraState::Connecting,
+                CameraReason::None,
+            ),
+            (
+                retrying(IngestErrorKind::Unauthorized),
+                false,
+                CameraState::Offline,
+                CameraReason::AuthFailed,
+            ),
+            (
+                retrying(IngestErrorKind::Transient),
+                false,
+                CameraState::Offline,
+                CameraReason::Unreachable,
+            ),
+            (
+                retrying(IngestErrorKind::Stalled),
+                false,
+                CameraState::Offline,
+                CameraReason::NoData,
+            ),
+            (
+                retrying(IngestErrorKind::Refused),
+                false,
+                CameraState::Offline,
+                CameraReason::Refused,
+            ),
+            (
+                retrying(IngestErrorKind::BadMedia),
+                false,
+                CameraState::Offline,
+                CameraReason::BadStream,
+            ),
+            (
+                CameraStatus::Degraded {
+                    kind: IngestErrorKind::TimestampJump,
+                    reason: "x".into(),
+                },
+                false,
+                CameraState::Degraded,
+                CameraReason::Timestamps,
+            ),
+            (
+                CameraStatus::Degraded {
+                    kind: IngestErrorKind::TimestampJump,
+                    reason: "x".into(),
+                },
+                true,
+                CameraState::Degraded,
+                CameraReason::Storage,
+            ),
+            (
+                retrying(IngestErrorKind::Unsupported),
+                false,
+                CameraState::Offline,
+                CameraReason::Unsupported,
+            ),
+            (
+                CameraStatus::Stopped,
+                true,
+                CameraState::Stopped,
+                CameraReason::None,
+            ),
+        ];
+        for (status, failing, state, reason) in cases {
+            assert_eq!(
+                camera_status(&status, failing),
+                (state, reason),
+                "{status:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn store_status_from_the_directory_and_the_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = probe_store_dir(dir.path());
+        assert!(empty.missing, "an empty mount point is a missing disk");
+        std::fs::write(dir.path().join("edgenvr-store.json"), "{}").unwrap();
+        let present = probe_store_dir(dir.path());
+        assert_eq!(present, StoreDirProbe::default());
+        assert!(probe_store_dir(&dir.path().join("gone")).missing);
+        assert_eq!(store_status(present, false), StoreState::Ok);
+        assert_eq!(store_status(present, true), StoreState::IoError);
+        let full = StoreDirProbe {
+            full: true,
+            ..present
+        };
+        assert_eq!(
+            store_status(full, false),
+            StoreState::Ok,
+            "full but not failing"
+        );
+        assert_eq!(store_status(full, true), StoreState::Full);
+        let read_only = StoreDirProbe {
+            read_only: true,
+            ..present
+        };
+        assert_eq!(store_status(read_only, false), StoreState::ReadOnly);
+        assert_eq!(store_status(empty, true), StoreState::Missing);
     }
 
     #[test]

@@ -40,6 +40,11 @@ pub enum SensorKind {
     },
     /// Opaque bytes.
     Complex,
+    /// A whole number in `unit`: a count, or a status code whose meaning the role gives.
+    Unsigned {
+        /// Unit symbol (empty for status codes).
+        unit: String,
+    },
 }
 
 impl SensorKind {
@@ -49,6 +54,7 @@ impl SensorKind {
             SensorKind::Binary => ValueKind::Binary,
             SensorKind::Scalar { .. } => ValueKind::Scalar,
             SensorKind::Complex => ValueKind::Complex,
+            SensorKind::Unsigned { .. } => ValueKind::Unsigned,
         }
     }
 }
@@ -101,6 +107,23 @@ impl SensorSpec {
             report: ReportPolicy::EVERY_CHANGE,
         }
     }
+
+    /// A whole-number sensor in `unit` (a status code with an empty unit, or a count): every
+    /// different value is reported.
+    pub fn unsigned(name: impl Into<String>, unit: impl Into<String>, role: Role) -> Self {
+        SensorSpec {
+            name: name.into(),
+            kind: SensorKind::Unsigned { unit: unit.into() },
+            role,
+            report: ReportPolicy::EVERY_CHANGE,
+        }
+    }
+
+    /// A monotonic count ([`Role::Counter`]) in `unit` ("GOPs", "fragments"), e.g.
+    /// `<camera>_dropped`.
+    pub fn counter(name: impl Into<String>, unit: impl Into<String>) -> Self {
+        Self::unsigned(name, unit, Role::Counter)
+    }
 }
 
 /// A registered sensor, as the catalog announces it.
@@ -125,6 +148,8 @@ pub enum SensorValue {
     Scalar(f32),
     /// Bytes of a complex sensor.
     Complex(Arc<[u8]>),
+    /// Number of an unsigned sensor.
+    Unsigned(u64),
 }
 
 impl SensorValue {
@@ -134,6 +159,7 @@ impl SensorValue {
             SensorValue::Binary(level) => Value::Binary(*level),
             SensorValue::Scalar(reading) => Value::Scalar(*reading),
             SensorValue::Complex(bytes) => Value::Complex(bytes),
+            SensorValue::Unsigned(number) => Value::Unsigned(*number),
         }
     }
 
@@ -346,6 +372,11 @@ impl StateBus {
     /// Sets a sensor's value taken now.
     pub fn set_now(&self, id: SensorId, value: SensorValue) -> Result<(), StateError> {
         self.set(id, value, unix_now_ms())
+    }
+
+    /// Every registered sensor, by id (the catalog), without subscribing.
+    pub fn catalog(&self) -> Vec<Arc<SensorInfo>> {
+        self.lock().sensors.iter().map(|s| s.info.clone()).collect()
     }
 
     /// The current (last reported) value of a sensor.

@@ -55,6 +55,7 @@ async fn sim_set_and_get_drive_the_running_box() {
             control: &control,
         },
         sender,
+        gpio::output_channel().0,
     )
     .await
     .unwrap();

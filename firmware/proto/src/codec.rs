@@ -71,6 +71,7 @@ pub fn changes_fitting(changes: &[Change<'_>], time_ms: u64, max_wire_bytes: usi
             Value::Binary(_) => 0,
             Value::Scalar(_) => core::mem::size_of::<f32>(),
             Value::Complex(bytes) => varint_bytes(bytes.len() as u64) + bytes.len(),
+            Value::Unsigned(number) => varint_bytes(number),
         };
         if count > 0 && worst_wire_bytes(body_bytes) > max_wire_bytes {
             return count;
@@ -78,6 +79,59 @@ pub fn changes_fitting(changes: &[Change<'_>], time_ms: u64, max_wire_bytes: usi
         previous_id = change.id.0;
     }
     changes.len()
+}
+
+/// Bytes a non-binary value takes in a packed snapshot (a binary value takes a bit).
+fn packed_value_bytes(value: &Value<'_>) -> usize {
+    match value {
+        Value::Binary(_) => 0,
+        Value::Scalar(_) => core::mem::size_of::<f32>(),
+        Value::Complex(bytes) => varint_bytes(bytes.len() as u64) + bytes.len(),
+        Value::Unsigned(number) => varint_bytes(*number),
+    }
+}
+
+/// How many of the leading `changes` (sorted by id, one per id) fit, with the time `time_ms`,
+/// in one [`crate::PackedSnapshot`] part of at most `max_wire_bytes` (at least one).
+pub fn packed_snapshot_fitting(
+    changes: &[Change<'_>],
+    time_ms: u64,
+    max_wire_bytes: usize,
+) -> usize {
+    let Some(first) = changes.first() else {
+        return 0;
+    };
+    // Header (5, worst case), flags, time, first id, span (5, worst case).
+    let prefix = 5 + 1 + varint_bytes(time_ms) + varint_bytes(u64::from(first.id.0)) + 5;
+    let (mut binaries, mut value_bytes) = (0usize, 0usize);
+    for (count, change) in changes.iter().enumerate() {
+        if matches!(change.value, Value::Binary(_)) {
+            binaries += 1;
+        } else {
+            value_bytes += packed_value_bytes(&change.value);
+        }
+        let span = change.id.0.saturating_sub(first.id.0) as usize + 1;
+        let presence = if span == count + 1 {
+            0
+        } else {
+            span.div_ceil(8)
+        };
+        let body_bytes = prefix + presence + binaries.div_ceil(8) + value_bytes;
+        if count > 0 && worst_wire_bytes(body_bytes) > max_wire_bytes {
+            return count;
+        }
+    }
+    changes.len()
+}
+
+/// Most pack bytes one [`crate::CatalogPackPart`] of at most `max_wire_bytes` can carry.
+pub fn catalog_pack_part_capacity(max_wire_bytes: usize) -> usize {
+    // Header (5, worst case) and the last-part flag; then the largest data that still fits.
+    let mut data = max_wire_bytes;
+    while data > 0 && worst_wire_bytes(5 + 1 + data) > max_wire_bytes {
+        data -= 1;
+    }
+    data.max(1)
 }
 
 /// How many of the leading `entries` fit in one catalog frame of at most `max_wire_bytes` (at

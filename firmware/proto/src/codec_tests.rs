@@ -9,13 +9,14 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::frame::{
-    Batch, Body, CameraRole, Catalog, Hello, Kind, Role, SensorId, Snapshot, ValueKind,
-    PROTOCOL_VERSION,
+    Batch, Body, CameraRole, Catalog, CatalogId, CatalogPackPart, Hello, Kind, PackedSnapshot,
+    Role, SensorId, Snapshot, ValueKind, PROTOCOL_VERSION,
 };
 
 const PIR: SensorId = SensorId(0);
 const TEMPERATURE: SensorId = SensorId(1);
 const PLATE: SensorId = SensorId(2);
+const STATUS: SensorId = SensorId(5);
 /// The last id of a 60,000-sensor site.
 const FAR_PIR: SensorId = SensorId(59_999);
 
@@ -26,6 +27,7 @@ fn kind_of(id: SensorId) -> Option<ValueKind> {
     match id {
         TEMPERATURE => Some(ValueKind::Scalar),
         PLATE => Some(ValueKind::Complex),
+        STATUS => Some(ValueKind::Unsigned),
         SensorId(id) if id < 60_000 => Some(ValueKind::Binary),
         _ => None,
     }
@@ -34,11 +36,13 @@ fn kind_of(id: SensorId) -> Option<ValueKind> {
 /// A frame copied out of the decoder, comparable with `==`.
 #[derive(Clone, Debug, PartialEq)]
 enum Owned {
-    Hello(u16, String),
+    Hello(u16, String, Option<CatalogId>),
     Catalog(Vec<(u32, String, String, Role)>),
     Snapshot(bool, u64, Vec<(u32, OwnedValue)>),
     Changes(u64, Vec<(u32, OwnedValue)>),
     Heartbeat(u64),
+    CatalogPack(bool, Vec<u8>),
+    PackedSnapshot(bool, u64, Vec<(u32, OwnedValue)>),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -47,26 +51,29 @@ enum OwnedValue {
     /// Bits, so NaN compares equal to itself.
     Scalar(u32),
     Complex(Vec<u8>),
+    Unsigned(u64),
+}
+
+fn owned_change(change: Result<Change<'_>, FrameError>) -> Result<(u32, OwnedValue), FrameError> {
+    let change = change?;
+    let value = match change.value {
+        Value::Binary(level) => OwnedValue::Binary(level),
+        Value::Scalar(scalar) => OwnedValue::Scalar(scalar.to_bits()),
+        Value::Complex(bytes) => OwnedValue::Complex(bytes.to_vec()),
+        Value::Unsigned(number) => OwnedValue::Unsigned(number),
+    };
+    Ok((change.id.0, value))
 }
 
 fn owned_changes(batch: &Batch<'_>) -> Result<Vec<(u32, OwnedValue)>, FrameError> {
-    batch
-        .changes(kind_of)
-        .map(|change| {
-            let change = change?;
-            let value = match change.value {
-                Value::Binary(level) => OwnedValue::Binary(level),
-                Value::Scalar(scalar) => OwnedValue::Scalar(scalar.to_bits()),
-                Value::Complex(bytes) => OwnedValue::Complex(bytes.to_vec()),
-            };
-            Ok((change.id.0, value))
-        })
-        .collect()
+    batch.changes(kind_of).map(owned_change).collect()
 }
 
 fn owned(frame: &Frame<'_>) -> Result<(u32, Owned), FrameError> {
     let body = match &frame.body {
-        Body::Hello(hello) => Owned::Hello(hello.version, hello.box_name.to_string()),
+        Body::Hello(hello) => {
+            Owned::Hello(hello.version, hello.box_name.to_string(), hello.catalog)
+        }
         Body::Catalog(catalog) => Owned::Catalog(
             catalog
                 .entries()
@@ -83,6 +90,14 @@ fn owned(frame: &Frame<'_>) -> Result<(u32, Owned), FrameError> {
         ),
         Body::Changes(batch) => Owned::Changes(batch.time_ms, owned_changes(batch)?),
         Body::Heartbeat { time_ms } => Owned::Heartbeat(*time_ms),
+        Body::CatalogPack(part) => Owned::CatalogPack(part.last_part, part.bytes.to_vec()),
+        Body::PackedSnapshot(part) => Owned::PackedSnapshot(
+            part.last_part,
+            part.time_ms,
+            part.values(kind_of)
+                .map(owned_change)
+                .collect::<Result<_, _>>()?,
+        ),
     };
     Ok((frame.seq, body))
 }
@@ -125,7 +140,7 @@ fn wire(frame: &Frame<'_>) -> Vec<u8> {
     encode(frame, &mut buf).expect("test frames fit").to_vec()
 }
 
-const CATALOG: [CatalogEntry<'static>; 5] = [
+const CATALOG: [CatalogEntry<'static>; 6] = [
     CatalogEntry {
         id: PIR,
         name: "front_door_pir",
@@ -151,6 +166,12 @@ const CATALOG: [CatalogEntry<'static>; 5] = [
         role: Role::Camera(CameraRole::Online),
     },
     CatalogEntry {
+        id: STATUS,
+        name: "front_door_status",
+        kind: Kind::Unsigned { unit: "" },
+        role: Role::Camera(CameraRole::Status),
+    },
+    CatalogEntry {
         id: FAR_PIR,
         name: "far_pir",
         kind: Kind::Binary,
@@ -158,7 +179,7 @@ const CATALOG: [CatalogEntry<'static>; 5] = [
     },
 ];
 
-const CHANGES: [Change<'static>; 5] = [
+const CHANGES: [Change<'static>; 6] = [
     Change {
         id: PIR,
         value: Value::Binary(true),
@@ -177,12 +198,37 @@ const CHANGES: [Change<'static>; 5] = [
         value: Value::Complex(b"AB-123"),
     },
     Change {
+        id: STATUS,
+        value: Value::Unsigned(51),
+    },
+    Change {
         id: FAR_PIR,
         value: Value::Binary(true),
     },
 ];
 
-/// One frame of every kind, seq 0..=5.
+/// One value per sensor of the catalog's first six ids, sorted, as a snapshot holds them.
+const SNAPSHOT_VALUES: [Change<'static>; 4] = [
+    Change {
+        id: PIR,
+        value: Value::Binary(true),
+    },
+    Change {
+        id: TEMPERATURE,
+        value: Value::Scalar(21.5),
+    },
+    Change {
+        id: PLATE,
+        value: Value::Complex(b"AB-123"),
+    },
+    // Id 3 (front_door_online) has no value yet: the part carries a presence bitmap.
+    Change {
+        id: STATUS,
+        value: Value::Unsigned(51),
+    },
+];
+
+/// One frame of every kind, seq 0..=5, then the kinds of version 2.
 fn every_kind() -> Vec<Frame<'static>> {
     vec![
         Frame {
@@ -190,6 +236,10 @@ fn every_kind() -> Vec<Frame<'static>> {
             body: Body::Hello(Hello {
                 version: PROTOCOL_VERSION,
                 box_name: "garage",
+                catalog: Some(CatalogId {
+                    entries: 6,
+                    hash: 0x0123_4567_89ab_cdef,
+                }),
             }),
         },
         Frame {
@@ -216,6 +266,21 @@ fn every_kind() -> Vec<Frame<'static>> {
         Frame {
             seq: u32::MAX,
             body: Body::Changes(Batch::new(0, &[])),
+        },
+        Frame {
+            seq: 6,
+            body: Body::CatalogPack(CatalogPackPart {
+                last_part: false,
+                bytes: &[0x00, 0x01, 0xfe, 0xff],
+            }),
+        },
+        Frame {
+            seq: 7,
+            body: Body::PackedSnapshot(PackedSnapshot::new(true, TIME_MS, &SNAPSHOT_VALUES)),
+        },
+        Frame {
+            seq: 8,
+            body: Body::PackedSnapshot(PackedSnapshot::new(false, TIME_MS, &[])),
         },
     ]
 }
@@ -599,4 +664,212 @@ proptest! {
             prop_assert_eq!(*got, want);
         }
     }
+}
+
+/// A version 1 box's hello ("garage", seq 0), as every version 1 session starts (written by the
+/// version 1 encoder): kept so a version 2 receiver is held to reading it.
+const GOLDEN_V1_HELLO: [u8; 13] = [
+    0x01, 0x0b, 0x01, 0x06, 0x67, 0x61, 0x72, 0x61, 0x67, 0x65, 0x56, 0x79, 0x00,
+];
+
+#[test]
+fn golden_v1_hello_reads_as_version_1_without_a_catalog() {
+    let events = decode_stream(&GOLDEN_V1_HELLO, 3);
+    assert_eq!(
+        events,
+        vec![Event::Frame(0, Owned::Hello(1, "garage".into(), None))]
+    );
+    // And a version 1 hello is still written byte for byte as version 1 wrote it.
+    let v1 = Frame {
+        seq: 0,
+        body: Body::Hello(Hello {
+            version: 1,
+            box_name: "garage",
+            catalog: None,
+        }),
+    };
+    println!("v1 hello: {:02x?}", wire(&v1));
+    assert_eq!(wire(&v1), GOLDEN_V1_HELLO);
+}
+
+/// The version 2 hello of the README: box "garage", catalog of 6 entries with hash
+/// 0x0123456789abcdef.
+const GOLDEN_V2_HELLO: [u8; 22] = [
+    0x01, 0x14, 0x02, 0x06, 0x67, 0x61, 0x72, 0x61, 0x67, 0x65, 0x06, 0xef, 0xcd, 0xab, 0x89, 0x67,
+    0x45, 0x23, 0x01, 0x74, 0xe5, 0x00,
+];
+
+#[test]
+fn golden_v2_hello() {
+    let bytes = wire(&every_kind()[0]);
+    println!("v2 hello: {bytes:02x?}");
+    assert_eq!(bytes, GOLDEN_V2_HELLO);
+}
+
+/// The packed snapshot of the README: PIR active, 21.5 °C, plate "AB-123", id 3 without a
+/// value, camera status 51, frame 7, last part.
+const GOLDEN_V2_PACKED_SNAPSHOT: [u8; 28] = [
+    0x09, 0x3e, 0x03, 0x80, 0xad, 0xbb, 0xb6, 0xab, 0x33, 0x04, 0x06, 0x27, 0x01, 0x01, 0x0d, 0xac,
+    0x41, 0x06, 0x41, 0x42, 0x2d, 0x31, 0x32, 0x33, 0x33, 0xcb, 0xb3, 0x00,
+];
+
+#[test]
+fn golden_v2_packed_snapshot() {
+    let bytes = wire(&every_kind()[6 + 1]);
+    println!("v2 packed snapshot: {bytes:02x?}");
+    assert_eq!(bytes, GOLDEN_V2_PACKED_SNAPSHOT);
+}
+
+/// Every sensor of a 60,000-binary + 2,000-scalar site, as a snapshot holds them.
+fn site_snapshot() -> Vec<Change<'static>> {
+    (0..62_000u32)
+        .map(|id| Change {
+            id: SensorId(id),
+            value: if id < 60_000 {
+                Value::Binary(id % 10 == 0)
+            } else {
+                Value::Scalar(20.0 + (id % 7) as f32)
+            },
+        })
+        .collect()
+}
+
+fn site_kind(id: SensorId) -> Option<ValueKind> {
+    match id.0 {
+        0..60_000 => Some(ValueKind::Binary),
+        60_000..62_000 => Some(ValueKind::Scalar),
+        _ => None,
+    }
+}
+
+/// Splits `values` into packed parts as a sender does; returns the wire bytes.
+fn packed_parts(values: &[Change<'_>]) -> Vec<Vec<u8>> {
+    let mut parts = Vec::new();
+    let mut unsent = values;
+    loop {
+        let count = packed_snapshot_fitting(unsent, TIME_MS, MAX_FRAME_BYTES);
+        let (part, rest) = unsent.split_at(count);
+        parts.push(wire(&Frame {
+            seq: u32::MAX,
+            body: Body::PackedSnapshot(PackedSnapshot::new(rest.is_empty(), TIME_MS, part)),
+        }));
+        if rest.is_empty() {
+            return parts;
+        }
+        unsent = rest;
+    }
+}
+
+#[test]
+fn a_site_snapshot_packs_binary_values_as_bits() {
+    let values = site_snapshot();
+    let parts = packed_parts(&values);
+    let packed: usize = parts.iter().map(Vec::len).sum();
+    let mut as_changes = 0;
+    let mut unsent = &values[..];
+    while !unsent.is_empty() {
+        let count = changes_fitting(unsent, TIME_MS, MAX_FRAME_BYTES);
+        let (part, rest) = unsent.split_at(count);
+        as_changes += wire(&Frame {
+            seq: u32::MAX,
+            body: Body::Snapshot(Snapshot {
+                last_part: rest.is_empty(),
+                batch: Batch::new(TIME_MS, part),
+            }),
+        })
+        .len();
+        unsent = rest;
+    }
+    println!(
+        "snapshot of 60,000 binary + 2,000 scalar sensors: {packed} B in {} packed parts, {as_changes} B as version 1 snapshot changes",
+        parts.len()
+    );
+    // 7,500 bytes of bits and 8,000 of scalars, plus frame overhead.
+    assert!(packed < 17_000, "{packed}");
+    let mut seen = 0u32;
+    for bytes in &parts {
+        assert!(bytes.len() <= MAX_FRAME_BYTES);
+        let mut decoder = FrameDecoder::<MAX_FRAME_BYTES>::new();
+        let Feed::Frame { frame, .. } = decoder.feed(bytes) else {
+            panic!("part does not decode");
+        };
+        let Body::PackedSnapshot(part) = frame.body else {
+            panic!("not a packed part");
+        };
+        for change in part.values(site_kind) {
+            let change = change.expect("values read");
+            assert_eq!(change, values[seen as usize]);
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, 62_000);
+}
+
+#[test]
+fn packed_parts_with_gaps_carry_presence_and_skip_sensors_without_a_value() {
+    // Every third sensor has no value: the parts need presence bitmaps.
+    let values: Vec<Change<'static>> = site_snapshot()
+        .into_iter()
+        .filter(|c| c.id.0 % 3 != 1)
+        .collect();
+    let mut seen = Vec::new();
+    for bytes in packed_parts(&values) {
+        let mut decoder = FrameDecoder::<MAX_FRAME_BYTES>::new();
+        let Feed::Frame { frame, .. } = decoder.feed(&bytes) else {
+            panic!("part does not decode");
+        };
+        let Body::PackedSnapshot(part) = frame.body else {
+            panic!("not a packed part");
+        };
+        seen.extend(
+            part.values(site_kind)
+                .map(|c| owned_change(c).expect("values read")),
+        );
+    }
+    let want: Vec<(u32, OwnedValue)> = values
+        .iter()
+        .map(|c| owned_change(Ok(*c)).expect("owned"))
+        .collect();
+    assert_eq!(seen, want);
+}
+
+#[test]
+fn a_packed_value_for_an_unknown_sensor_is_an_error() {
+    let frame = &every_kind()[7];
+    let bytes = wire(frame);
+    let mut decoder = FrameDecoder::<MAX_FRAME_BYTES>::new();
+    let Feed::Frame { frame, .. } = decoder.feed(&bytes) else {
+        panic!("decodes");
+    };
+    let Body::PackedSnapshot(part) = frame.body else {
+        panic!("packed");
+    };
+    // The receiver's catalog lacks the status sensor (id 5).
+    let missing_status = |id: SensorId| if id == STATUS { None } else { kind_of(id) };
+    let values: Vec<Result<Change<'_>, FrameError>> = part.values(missing_status).collect();
+    assert_eq!(
+        values,
+        vec![Err(FrameError::UnknownSensor(STATUS))],
+        "the error comes first: nothing is applied from a part that cannot be read"
+    );
+    drop(values);
+}
+
+#[test]
+fn a_version_2_hello_without_a_catalog_reads_as_none() {
+    let frame = Frame {
+        seq: 0,
+        body: Body::Hello(Hello {
+            version: PROTOCOL_VERSION,
+            box_name: "nvrctl",
+            catalog: None,
+        }),
+    };
+    assert_eq!(
+        decode_stream(&wire(&frame), 64),
+        vec![Event::Frame(
+            0,
+            Owned::Hello(PROTOCOL_VERSION, "nvrctl".into(), None)
+        )]
+    );
 }

@@ -12,6 +12,8 @@
 //! - `codec`: framing on a byte stream — [`encode`] (COBS + CRC-16 + `0x00` delimiter, built
 //!   from postcard's flavors) and the streaming [`FrameDecoder`];
 //! - `policy`: report by exception for scalar sensors ([`ScalarReporter`]);
+//! - `status`: the codes of status values (a camera's state and why, the store's state);
+//! - `pack` (feature `pack`, needs an allocator): the compressed catalog of version 2;
 //! - `error`: why a frame was rejected or could not be written.
 //!
 //! `#![no_std]` and no allocator: frames to send borrow the caller's slices, received frames
@@ -23,18 +25,26 @@
 #[cfg(test)]
 extern crate std;
 
+#[cfg(feature = "pack")]
+extern crate alloc;
+
 mod codec;
 mod error;
 mod frame;
+#[cfg(feature = "pack")]
+pub mod pack;
 mod policy;
+mod status;
 
 pub use codec::{
-    catalog_entries_fitting, changes_fitting, encode, Feed, FrameDecoder, DELIMITER,
-    MAX_FRAME_BYTES,
+    catalog_entries_fitting, catalog_pack_part_capacity, changes_fitting, encode,
+    packed_snapshot_fitting, Feed, FrameDecoder, DELIMITER, MAX_FRAME_BYTES,
 };
 pub use error::{EncodeError, FrameError};
 pub use frame::{
-    Batch, Body, CameraRole, Catalog, CatalogEntries, CatalogEntry, Change, Changes, Frame, Hello,
-    Kind, Role, SensorId, Snapshot, Value, ValueKind, PROTOCOL_VERSION,
+    Batch, Body, CameraRole, Catalog, CatalogEntries, CatalogEntry, CatalogHasher, CatalogId,
+    CatalogPackPart, Change, Changes, Frame, Hello, Kind, PackedSnapshot, PackedValues, Role,
+    SensorId, Snapshot, Value, ValueKind, OLDEST_PROTOCOL_VERSION, PROTOCOL_VERSION,
 };
 pub use policy::{Deadband, ReportPolicy, ScalarReporter};
+pub use status::{camera_status_code, split_camera_status, CameraReason, CameraState, StoreState};

@@ -17,7 +17,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::Context;
-use edgenvr_tests::edgenvr_box::{init_store, sim_set, spawn_run};
+use edgenvr_tests::edgenvr_box::{sim_set, spawn_run, BoxDir};
 use edgenvr_tests::page::{int, log_in};
 use edgenvr_tests::rtsp_server::RtspServer;
 use edgenvr_tests::webdriver::Browser;
@@ -77,21 +77,18 @@ fn main() -> anyhow::Result<()> {
     let work = tempfile::tempdir()?;
     let clip = encode_clip(work.path())?;
     let server = RtspServer::start(&[("/cam", &clip)], None)?;
-    let store = work.path().join("store");
-    init_store(&store, &["--size", "64MiB", "--slots", "16"])?;
-    let config = work.path().join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[storage]\ndir = \"{}\"\n[http]\nlisten = \"127.0.0.1:0\"\ntoken = \"{TOKEN}\"\n\
-             [control]\nsocket = \"{}\"\n\
+    let the_box = BoxDir::new(
+        "bench-ui",
+        &["--size", "64MiB", "--slots", "16"],
+        "",
+        &format!(
+            "[http]\nlisten = \"127.0.0.1:0\"\ntoken = \"{TOKEN}\"\n\
              [[sensor]]\nname = \"pir\"\nkind = \"pir\"\nbackend = \"sim\"\ndebounce = \"0s\"\n\
              [[camera]]\nname = \"front\"\nurl = \"{}\"\n",
-            store.display(),
-            work.path().join("control.sock").display(),
             server.url("/cam", None)
         ),
-    )?;
+    );
+    let config = the_box.config.clone();
     let edgenvr_box = spawn_run(&config)?;
     let http = edgenvr_box.wait_for_listener("http", GUARD)?;
     edgenvr_box.wait_for_line("streaming", GUARD)?;

@@ -522,11 +522,12 @@ $("speed").addEventListener("change", () => {
 const sensors = new Map();
 let live = null;
 
+/** The live panel's groups: [title, the roles in it]. */
 const GROUPS = [
-  ["sensor", "Sensors"],
-  ["output", "Outputs"],
-  ["camera", "Cameras"],
-  ["health", "Box"],
+  ["Sensors", ["sensor"]],
+  ["Outputs", ["output"]],
+  ["Cameras", ["camera"]],
+  ["Box", ["health", "store_status", "counter"]],
 ];
 
 function setLiveStatus(text, ok) {
@@ -554,11 +555,12 @@ function connectLive() {
     const sensor = sensors.get(change.id);
     if (!sensor) return;
     sensor.value = change.value;
+    sensor.text = change.text;
     sensor.time_ms = change.time_ms;
     updateSensorRow(sensor);
     // A trigger or an event's end changes what the timeline shows.
     const triggers = sensor.role === "sensor" && sensor.kind === "binary";
-    const events = sensor.role === "camera" && sensor.camera_role === "event";
+    const events = sensor.role === "camera" && ["event", "recording"].includes(sensor.camera_role);
     if ((triggers || events) && viewIncludesNow()) scheduleRefresh(1500);
   });
   live.addEventListener("error", () => {
@@ -575,9 +577,9 @@ function connectLive() {
 function renderState() {
   const box = $("state");
   box.replaceChildren();
-  for (const [role, title] of GROUPS) {
+  for (const [title, roles] of GROUPS) {
     const members = [...sensors.values()]
-      .filter((s) => s.role === role)
+      .filter((s) => roles.includes(s.role))
       .sort((a, b) => a.name.localeCompare(b.name));
     if (!members.length) continue;
     const group = el("div", "state-group");
@@ -625,9 +627,12 @@ function binaryWords(sensor) {
 function valueText(sensor) {
   const v = sensor.value;
   if (v === null || v === undefined) return "–";
+  // Status codes (a camera's, the store's) come with their words.
+  if (sensor.text) return sensor.text;
   if (sensor.kind === "binary") return binaryWords(sensor)[v ? 0 : 1];
   if (typeof v === "number") {
-    const digits = Math.abs(v) >= 100 ? 0 : Math.abs(v) >= 10 ? 1 : 2;
+    const whole = sensor.kind === "unsigned" || sensor.role === "counter" || Math.abs(v) >= 100;
+    const digits = whole ? 0 : Math.abs(v) >= 10 ? 1 : 2;
     return `${v.toFixed(digits)}${sensor.unit ? ` ${sensor.unit}` : ""}`;
   }
   return String(v);
@@ -642,6 +647,8 @@ function updateSensorRow(sensor) {
   const alerting = sensor.role === "sensor" || sensor.role === "output";
   row.classList.toggle("on", active && alerting);
   row.classList.toggle("good", active && sensor.role === "camera");
+  const healthy = sensor.text === "online" || sensor.text === "ok";
+  row.classList.toggle("bad", !!sensor.text && !healthy);
   row.dataset.value = JSON.stringify(sensor.value);
   if (sensor.time_ms) row.dataset.timeMs = String(sensor.time_ms);
   const since = row.querySelector(".since");
@@ -653,10 +660,9 @@ function updateSensorRow(sensor) {
   }
 }
 
-// Output switches. The box switches an output with POST /api/outputs/{name}?state=on|off (the
-// same request `nvrctl set` sends; see the README). Outputs are drawn with a switch once the box
-// puts them in its live state (role "output"); the new level then arrives over /api/live like
-// any change, so the switch shows what the pin really did.
+// Output switches: POST /api/outputs/{name}?state=on|off, the request `nvrctl set` sends (see
+// the README's "Switching outputs from upstream"). The new level arrives over /api/live like any
+// change, so the row shows what the pin really did, not what was asked.
 async function switchOutput(name, on) {
   const note = $("output-error");
   note.hidden = true;

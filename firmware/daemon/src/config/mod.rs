@@ -73,6 +73,37 @@ pub struct MqttSection {
     pub username: Option<String>,
     /// A file holding the broker password (kept out of the config, which is often world-readable).
     pub password_file: Option<PathBuf>,
+    /// Home Assistant MQTT discovery: entity configs, plain per-entity state topics and the
+    /// outputs' command topics (implies `commands`).
+    #[serde(default)]
+    pub home_assistant: bool,
+    /// The topic prefix Home Assistant watches for discovery configs.
+    #[serde(default = "default_discovery_prefix")]
+    pub discovery_prefix: String,
+    /// Accept output commands on `edgenvr/<box>/output/<name>/set`; the broker's ACLs decide
+    /// who may publish there.
+    #[serde(default)]
+    pub commands: bool,
+}
+
+fn default_discovery_prefix() -> String {
+    // Home Assistant's default.
+    "homeassistant".to_owned()
+}
+
+/// The MQTT port when a URL has none.
+pub const DEFAULT_MQTT_PORT: u16 = 1883;
+
+/// The broker's host and port from an `mqtt://host[:port]` (or `tcp://`) URL, or what is wrong
+/// with it.
+pub fn broker_address(url: &str) -> Result<(String, u16), String> {
+    let parsed = url::Url::parse(url).map_err(|error| error.to_string())?;
+    if !matches!(parsed.scheme(), "mqtt" | "tcp") {
+        return Err("the scheme must be mqtt:// or tcp:// (TLS is not supported)".into());
+    }
+    let host = parsed.host_str().ok_or("no host")?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    Ok((host.to_string(), parsed.port().unwrap_or(DEFAULT_MQTT_PORT)))
 }
 
 /// `[state]`.
@@ -290,7 +321,7 @@ pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
         vec![Problem {
             key: String::new(),
             line: e.span().map(|span| line_of(text, span.start)),
-            message: e.message().trim().to_owned(),
+            message: syntax_message(&e, text),
         }]
     })?;
     let mut problems = config.problems();
@@ -305,6 +336,23 @@ pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
         }
     }
     Err(problems)
+}
+
+/// What a TOML error says. toml leaves the message empty for some characters its lexer refuses
+/// (a NUL byte in a comment, found by fuzzing): then the character at the error is named.
+fn syntax_message(error: &toml::de::Error, text: &str) -> String {
+    let message = error.message().trim();
+    if !message.is_empty() {
+        return message.to_owned();
+    }
+    let character = error
+        .span()
+        .and_then(|span| text.get(span.start..))
+        .and_then(|rest| rest.chars().next());
+    match character {
+        Some(c) => format!("{c:?} is not allowed here (not valid TOML)"),
+        None => "not valid TOML".to_owned(),
+    }
 }
 
 impl Config {
@@ -391,8 +439,21 @@ impl Config {
             }
         }
         if let Some(mqtt) = &self.mqtt {
-            if let Err(e) = crate::publish::mqtt::broker_address(&mqtt.url) {
-                problems.push(problem("mqtt.url", e.to_string()));
+            if let Err(reason) = broker_address(&mqtt.url) {
+                problems.push(problem(
+                    "mqtt.url",
+                    format!("bad MQTT URL {:?}: {reason}", mqtt.url),
+                ));
+            }
+            if mqtt.discovery_prefix.is_empty()
+                || mqtt
+                    .discovery_prefix
+                    .contains(|c: char| matches!(c, '+' | '#') || c.is_whitespace())
+            {
+                problems.push(problem(
+                    "mqtt.discovery_prefix",
+                    "must be a non-empty topic without spaces, + or #".into(),
+                ));
             }
             if mqtt.password_file.is_some() && mqtt.username.is_none() {
                 problems.push(problem(
@@ -401,7 +462,8 @@ impl Config {
                 ));
             }
         }
-        let scalars = crate::health::scalar_names(self.camera.iter().map(|c| c.name.as_str()));
+        let scalars =
+            crate::sensor_names::scalar_names(self.camera.iter().map(|c| c.name.as_str()));
         for (i, report) in self.report.iter().enumerate() {
             if !scalars.contains(&report.sensor) {
                 problems.push(problem(
@@ -561,6 +623,19 @@ fn span_of_key(root: &toml_edit::Item, key: &str) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
+    /// Fuzzing (`fuzz/corpus/config/regress-nul-in-comment`): a NUL byte in a comment made toml
+    /// fail with an empty message, and `check-config` printed `FILE:1: ` and nothing else.
+    #[test]
+    fn nul_in_a_comment_is_named_not_reported_empty() {
+        let problems = super::parse("# a comment\0\n[storage]\ndir = \"/x\"\n").unwrap_err();
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].line, Some(1));
+        assert_eq!(
+            problems[0].message,
+            "'\\0' is not allowed here (not valid TOML)"
+        );
+    }
+
     use super::*;
 
     const GOOD: &str = r#"
@@ -583,6 +658,45 @@ name = "back"
 url = "rtsp://cam-back.lan/stream1"
 transport = "udp"
 "#;
+
+    #[test]
+    fn broker_urls() {
+        assert_eq!(
+            broker_address("mqtt://broker").unwrap(),
+            ("broker".to_string(), 1883)
+        );
+        assert_eq!(
+            broker_address("tcp://10.0.0.5:1884").unwrap(),
+            ("10.0.0.5".to_string(), 1884)
+        );
+        assert_eq!(
+            broker_address("mqtt://[::1]:1885").unwrap(),
+            ("::1".to_string(), 1885)
+        );
+        assert!(broker_address("mqtts://broker").is_err());
+        assert!(broker_address("broker:1883").is_err());
+    }
+
+    #[test]
+    fn mqtt_home_assistant_keys() {
+        let text = format!(
+            "{GOOD}\n[mqtt]\nurl = \"mqtt://b\"\nhome_assistant = true\ndiscovery_prefix = \"ha\"\n"
+        );
+        let mqtt = parse(&text).unwrap().mqtt.unwrap();
+        assert!(mqtt.home_assistant && !mqtt.commands);
+        assert_eq!(mqtt.discovery_prefix, "ha");
+        let defaults = parse(&format!("{GOOD}\n[mqtt]\nurl = \"mqtt://b\"\n"))
+            .unwrap()
+            .mqtt
+            .unwrap();
+        assert!(!defaults.home_assistant && !defaults.commands);
+        assert_eq!(defaults.discovery_prefix, "homeassistant");
+        let bad = parse(&format!(
+            "{GOOD}\n[mqtt]\nurl = \"mqtt://b\"\ndiscovery_prefix = \"home/#\"\n"
+        ))
+        .unwrap_err();
+        assert_eq!(bad[0].key, "mqtt.discovery_prefix");
+    }
 
     #[test]
     fn the_event_share_is_a_percentage_and_a_segment_cap_is_optional() {

@@ -1,13 +1,16 @@
 //! GPIO: sensors, outputs and rules on real or simulated pins, and the control socket.
 //!
-//! Receives the `[[sensor]]`, `[[output]]`, `[[rule]]` and `[control]` config ([`config`]).
-//! Emits one [`SensorEvent`] per motion change of each sensor on a tokio broadcast channel that
-//! the state bus and the recorder's triggers subscribe to. Layout:
+//! Receives the `[[sensor]]`, `[[output]]`, `[[rule]]` and `[control]` config ([`config`]),
+//! and manual output commands through [`OutputControl`]. Emits one [`SensorEvent`] per motion
+//! change of each sensor on a tokio broadcast channel that the state bus and the recorder's
+//! triggers subscribe to, and one [`OutputEvent`] per switch of an output. Layout:
 //!
 //! ```text
 //! pins (rppal | gpiocdev | sim)  ──►  sensor_task (PIR driver, one task per sensor) ──► SensorEvent
 //!                                                                                       │
-//! pins (outputs)  ◄── rules (RuleEngine + task) ◄───────────────────────────────────────┘
+//! pins (outputs)  ◄── outputs (rules + manual commands, one task) ◄─────────────────────┘
+//!                        │ ▲ OutputControl (MQTT, HTTP API)
+//!                        └──► OutputEvent
 //! control (Unix socket) ──► sim (levels of simulated pins)   ◄── `edgenvr sim` (sim_cli)
 //! ```
 //!
@@ -17,6 +20,7 @@
 
 pub mod config;
 pub mod control;
+pub mod outputs;
 pub mod pins;
 pub mod rules;
 pub mod sensor_task;
@@ -32,6 +36,9 @@ use tokio::task::JoinHandle;
 
 pub use config::{ControlConfig, OutputConfig, RuleConfig, SensorConfig};
 pub use control::{ControlError, ControlServer};
+pub use outputs::{
+    CommandError, OutputAction, OutputCommand, OutputControl, OutputEvent, OutputReport,
+};
 pub use pins::{InputBackend, OpenError, OutputBackend};
 pub use sensor_task::{spawn_sensor, SensorEvent};
 pub use sim::SimPins;
@@ -45,6 +52,15 @@ pub const EVENT_CAPACITY: usize = 256;
 pub fn event_channel() -> (
     broadcast::Sender<SensorEvent>,
     broadcast::Receiver<SensorEvent>,
+) {
+    broadcast::channel(EVENT_CAPACITY)
+}
+
+/// The channel output switches are sent on. Subscribe before [`start`] to see each output's
+/// state at start.
+pub fn output_channel() -> (
+    broadcast::Sender<OutputEvent>,
+    broadcast::Receiver<OutputEvent>,
 ) {
     broadcast::channel(EVENT_CAPACITY)
 }
@@ -102,6 +118,8 @@ pub struct Gpio {
     pub control_socket: Option<PathBuf>,
     /// Pins that could not be opened (their sensors/outputs are not running).
     pub open_errors: Vec<OpenError>,
+    /// Manual commands for the outputs that opened (`None` without outputs).
+    pub outputs: Option<OutputControl>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -126,13 +144,15 @@ impl Drop for Gpio {
     }
 }
 
-/// Opens the pins, binds the control socket and spawns one task per sensor, the rules task and
-/// the control server; events go to `events`. Fails only if the control socket cannot be bound
-/// while simulated pins exist (without it they could never change); pins that fail to open are
+/// Opens the pins, binds the control socket and spawns one task per sensor, the outputs task
+/// (rules and manual commands) and the control server; sensor events go to `events`, output
+/// switches to `output_events`. Fails only if the control socket cannot be bound while
+/// simulated pins exist (without it they could never change); pins that fail to open are
 /// logged and listed in [`Gpio::open_errors`]. Call [`config::validate`] first.
 pub async fn start(
     sections: GpioSections<'_>,
     events: broadcast::Sender<SensorEvent>,
+    output_events: broadcast::Sender<OutputEvent>,
 ) -> Result<Gpio, ControlError> {
     let clock = GpioClock::start();
     let sim = SimPins::from_config(sections.sensors, sections.outputs);
@@ -172,14 +192,21 @@ pub async fn start(
             }
         }
     }
-    if !sections.rules.is_empty() {
-        tasks.push(rules::spawn_rules(
+    let control = if sections.outputs.is_empty() {
+        None
+    } else {
+        let order: Vec<String> = sections.outputs.iter().map(|o| o.name.clone()).collect();
+        let (task, control) = outputs::spawn_outputs(
             sections.rules,
             outputs,
+            &order,
             clock,
             events.subscribe(),
-        ));
-    }
+            output_events,
+        );
+        tasks.push(task);
+        Some(control)
+    };
 
     for (index, config) in sections.sensors.iter().enumerate() {
         match InputBackend::open(config, &sim) {
@@ -195,6 +222,7 @@ pub async fn start(
         sim,
         control_socket,
         open_errors,
+        outputs: control,
         tasks,
     })
 }

@@ -2,21 +2,14 @@
 //! sensor is triggered and for `for` after it clears.
 //!
 //! [`RuleEngine`] is the pure logic: it receives sensor changes with the time (monotonic
-//! milliseconds) and answers which outputs should be on and when that next changes by itself.
-//! Several rules may drive one output: it is on while any of them wants it. [`spawn_rules`] wraps
-//! it in a tokio task that subscribes to [`SensorEvent`]s and drives the outputs through the
-//! [`Output`] driver (pin written only on change). No I/O in the engine; the task owns the pins.
+//! milliseconds) and answers which outputs the rules want on and when that next changes by
+//! itself. Several rules may drive one output: it is on while any of them wants it. A manual
+//! `off` ([`RuleEngine::stand_down`]) makes the rules of an output let go until their sensor
+//! triggers anew. No I/O; [`super::outputs`] drives the pins.
 
 use std::collections::HashMap;
 
-use edgenvr_sensors::Output;
-use tokio::sync::broadcast;
-use tokio::task::JoinHandle;
-
 use super::config::RuleConfig;
-use super::pins::OutputBackend;
-use super::sensor_task::SensorEvent;
-use super::GpioClock;
 
 #[derive(Debug, Clone)]
 struct RuleState {
@@ -26,11 +19,14 @@ struct RuleState {
     triggered: bool,
     /// After the sensor cleared: the output stays on until then.
     until_ms: Option<u64>,
+    /// A manual `off` switched the output off while this rule wanted it on: the rule keeps
+    /// quiet until its sensor triggers again.
+    stood_down: bool,
 }
 
 impl RuleState {
     fn wants_on(&self, now_ms: u64) -> bool {
-        self.triggered || self.until_ms.is_some_and(|until| now_ms < until)
+        !self.stood_down && (self.triggered || self.until_ms.is_some_and(|until| now_ms < until))
     }
 }
 
@@ -52,6 +48,7 @@ impl RuleEngine {
                     for_ms: u64::try_from(r.for_duration.as_millis()).unwrap_or(u64::MAX),
                     triggered: false,
                     until_ms: None,
+                    stood_down: false,
                 })
                 .collect(),
         }
@@ -65,9 +62,29 @@ impl RuleEngine {
             }
             if triggered {
                 rule.until_ms = None;
+                if !rule.triggered {
+                    // A new trigger: the rule speaks again.
+                    rule.stood_down = false;
+                }
             }
             rule.triggered = triggered;
         }
+    }
+
+    /// The rules of `output` let go of it: running holds (`for` timers) end, and a rule whose
+    /// sensor is triggered waits for its next trigger.
+    pub fn stand_down(&mut self, output: &str) {
+        for rule in self.rules.iter_mut().filter(|r| r.output == output) {
+            rule.until_ms = None;
+            rule.stood_down = rule.triggered;
+        }
+    }
+
+    /// Whether the rules want `output` on at `now_ms` (`false` for an output no rule drives).
+    pub fn wants_on(&self, output: &str, now_ms: u64) -> bool {
+        self.rules
+            .iter()
+            .any(|r| r.output == output && r.wants_on(now_ms))
     }
 
     /// Whether each output named by a rule should be on at `now_ms`.
@@ -83,69 +100,10 @@ impl RuleEngine {
     pub fn next_deadline_ms(&self, now_ms: u64) -> Option<u64> {
         self.rules
             .iter()
+            .filter(|r| !r.stood_down)
             .filter_map(|r| r.until_ms)
             .filter(|&until| until > now_ms)
             .min()
-    }
-}
-
-/// Starts the rules task: applies `rules` to the events from `events`, driving `outputs` (by
-/// output name; outputs that failed to open are simply absent). Ends when the event channel
-/// closes.
-pub fn spawn_rules(
-    rules: &[RuleConfig],
-    outputs: HashMap<String, Output<OutputBackend>>,
-    clock: GpioClock,
-    events: broadcast::Receiver<SensorEvent>,
-) -> JoinHandle<()> {
-    tokio::spawn(run(RuleEngine::new(rules), outputs, clock, events))
-}
-
-async fn run(
-    mut engine: RuleEngine,
-    mut outputs: HashMap<String, Output<OutputBackend>>,
-    clock: GpioClock,
-    mut events: broadcast::Receiver<SensorEvent>,
-) {
-    loop {
-        let now_ms = clock.now_ms();
-        for (name, on) in engine.outputs(now_ms) {
-            let Some(output) = outputs.get_mut(name) else {
-                continue;
-            };
-            if output.is_on() == on {
-                continue;
-            }
-            let switched = if on {
-                output.switch_on()
-            } else {
-                output.switch_off()
-            };
-            match switched {
-                Ok(()) => tracing::info!(output = name, on, "output switched"),
-                Err(e) => {
-                    tracing::warn!(output = name, on, error = %e, "switching the output failed")
-                }
-            }
-        }
-        let deadline = engine
-            .next_deadline_ms(now_ms)
-            .map(|ms| clock.instant_at(ms));
-        tokio::select! {
-            received = events.recv() => match received {
-                Ok(event) => engine.sensor_changed(&event.name, event.triggered, clock.ms_at(event.at)),
-                Err(broadcast::error::RecvError::Lagged(missed)) => {
-                    tracing::warn!(missed, "rules fell behind the sensor events; some changes were skipped");
-                }
-                Err(broadcast::error::RecvError::Closed) => return,
-            },
-            () = async {
-                match deadline {
-                    Some(at) => tokio::time::sleep_until(at).await,
-                    None => std::future::pending().await,
-                }
-            } => {}
-        }
     }
 }
 
@@ -154,6 +112,19 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[test]
+    fn standing_down_ends_the_hold_and_waits_for_the_next_trigger() {
+        let mut engine = RuleEngine::new(&[rule("pir", "light", 600)]);
+        engine.sensor_changed("pir", true, 100);
+        engine.stand_down("light");
+        assert!(!engine.wants_on("light", 100), "off while still triggered");
+        engine.sensor_changed("pir", false, 200);
+        assert!(!engine.wants_on("light", 300), "no hold after a stand-down");
+        assert_eq!(engine.next_deadline_ms(300), None);
+        engine.sensor_changed("pir", true, 400);
+        assert!(engine.wants_on("light", 400), "a new trigger counts again");
+    }
 
     fn rule(when: &str, then: &str, for_ms: u64) -> RuleConfig {
         RuleConfig {

@@ -5,7 +5,14 @@
 
 use std::time::Duration;
 
-/// What kind of failure, which decides what the caller does next.
+/// What went wrong with a camera, in a few words a machine can act on: the reason code of a
+/// camera's [`super::CameraStatus`] (and, through `health`, of its state upstream). Failures end
+/// the session ([`IngestError::kind`]); the last two only degrade it (the box works around them
+/// and records on, [`super::CameraStatus::Degraded`]).
+///
+/// Only [`IngestErrorKind::Unauthorized`] changes what ingest does next (see
+/// [`super::AuthFailurePolicy`]); every other failure is retried with backoff. New kinds may be
+/// added: a mapping to wire codes should keep a fallback for kinds it does not know.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum IngestErrorKind {
@@ -14,7 +21,28 @@ pub enum IngestErrorKind {
     Unauthorized,
     /// The stream has nothing the box can record (no H.264/H.265 video).
     Unsupported,
-    /// Anything a reconnect may cure: refused connection, reset, stall, timeout, bad packet.
+    /// No TCP connection to the camera (refused, no route, unknown host).
+    Unreachable,
+    /// The camera took the connection but did not answer DESCRIBE/SETUP/PLAY in time.
+    NoAnswer,
+    /// The camera answered with an RTSP error status other than 401 (404 wrong path, 454, 503).
+    Refused,
+    /// The camera's answer to DESCRIBE (its SDP) cannot be used.
+    BadDescription,
+    /// The camera sent media the box cannot use: corrupt RTP, or a frame larger than
+    /// [`super::MAX_FRAME_BYTES`].
+    BadMedia,
+    /// The session is up but no video frame came for the stall timeout.
+    Stalled,
+    /// The camera closed or reset the connection (a reboot, a restarted RTSP server).
+    Ended,
+    /// Degraded: the camera's RTP timestamps jumped forward or back; the box rebased them so
+    /// media time runs on and recording continues.
+    TimestampJump,
+    /// Degraded: the stream parameters (SPS/PPS) changed on a frame that is not a key frame;
+    /// frames up to the next key frame cannot be decoded and are not recorded.
+    ParametersWithoutKeyFrame,
+    /// Anything else (a reconnect may cure it).
     Transient,
 }
 
@@ -70,13 +98,32 @@ pub enum IngestError {
         /// What the camera does offer, e.g. `video/jpeg, audio/pcma`.
         found: String,
     },
+    /// A video frame larger than any camera sends: refused before it reaches the recorder.
+    #[error(
+        "camera {camera}: {url} sent a video frame of {frame_bytes} bytes, over the \
+         {limit_bytes}-byte limit; dropping the session"
+    )]
+    OversizedFrame {
+        /// Camera name.
+        camera: String,
+        /// Credential-free URL.
+        url: String,
+        /// The frame's size.
+        frame_bytes: usize,
+        /// [`super::MAX_FRAME_BYTES`].
+        limit_bytes: usize,
+    },
     /// Any other RTSP/RTP failure reported by retina (password scrubbed).
-    #[error("camera {camera}: RTSP failure at {url}: {message}")]
+    #[error("camera {camera}: {what} at {url}: {message}")]
     Rtsp {
         /// Camera name.
         camera: String,
         /// Credential-free URL.
         url: String,
+        /// Which kind of failure, from where in the session it happened and what retina said.
+        kind: IngestErrorKind,
+        /// The kind in words, for the message.
+        what: &'static str,
         /// retina's description, which locates the packet for Wireshark.
         message: String,
     },
@@ -88,7 +135,11 @@ impl IngestError {
         match self {
             IngestError::Unauthorized { .. } => IngestErrorKind::Unauthorized,
             IngestError::NoVideo { .. } => IngestErrorKind::Unsupported,
-            _ => IngestErrorKind::Transient,
+            IngestError::Stalled { .. } => IngestErrorKind::Stalled,
+            IngestError::ConnectTimeout { .. } => IngestErrorKind::NoAnswer,
+            IngestError::Ended { .. } => IngestErrorKind::Ended,
+            IngestError::OversizedFrame { .. } => IngestErrorKind::BadMedia,
+            IngestError::Rtsp { kind, .. } => *kind,
         }
     }
 }

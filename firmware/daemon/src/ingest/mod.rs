@@ -10,12 +10,20 @@
 //! and retrying slowly (`run`). Passwords never reach a log line or an error: URLs here carry no
 //! credentials and retina's messages are scrubbed.
 //!
-//! Layout: `source` (URL and credentials), `session` (one retina session), `backoff`, `error`.
+//! A failure's [`IngestErrorKind`] names what went wrong (no connection, no answer, a refused
+//! request, an unusable SDP, corrupt media, a stall, the camera hanging up); a fault the session
+//! works around (timestamps that jump, new parameters without a key frame) marks the camera
+//! [`CameraStatus::Degraded`] with its kind until it has streamed cleanly for
+//! [`IngestOptions::healthy_after`]. Both are logged with the camera's name.
+//!
+//! Layout: `source` (URL and credentials), `session` (one retina session), `timeline` (media time
+//! across timestamp jumps), `backoff`, `error`.
 
 mod backoff;
 mod error;
 mod session;
 mod source;
+mod timeline;
 
 use std::time::{Duration, Instant};
 
@@ -23,8 +31,9 @@ use tokio::sync::watch;
 
 pub use backoff::Backoff;
 pub use error::{IngestError, IngestErrorKind};
-pub use session::{IngestEvent, Session};
+pub use session::{IngestEvent, Session, MAX_FRAME_BYTES};
 pub use source::{redact_url, CameraSource, Credentials, SourceError, Transport};
+pub use timeline::{MediaTimeline, MAX_BACKWARD_STEP_90K, MAX_FORWARD_STEP_90K};
 
 use crate::shutdown::Shutdown;
 
@@ -50,7 +59,8 @@ pub struct IngestOptions {
     /// The longest reconnect delay.
     pub backoff_cap: Duration,
     /// A session that streamed this long resets the backoff: the next failure is news, not a
-    /// continuation of a flapping link.
+    /// continuation of a flapping link. Also how long a degraded camera must stream without a
+    /// new fault to count as healthy again.
     pub healthy_after: Duration,
     /// What a 401 does.
     pub on_unauthorized: AuthFailurePolicy,
@@ -82,12 +92,25 @@ impl Default for IngestOptions {
 }
 
 /// What the camera is doing, for logs, health and the state bus.
+///
+/// For a status upstream: [`CameraStatus::is_online`] says whether video flows, and
+/// [`CameraStatus::reason`] gives the [`IngestErrorKind`] of a degraded or failing camera.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CameraStatus {
     /// Connecting (first attempt or after a wait).
     Connecting,
     /// Frames are flowing.
     Streaming,
+    /// Frames are flowing and being recorded, but the camera recently sent something the box
+    /// had to work around (see the kind); back to [`CameraStatus::Streaming`] after
+    /// [`IngestOptions::healthy_after`] without a new fault.
+    Degraded {
+        /// What the camera got wrong: [`IngestErrorKind::TimestampJump`] or
+        /// [`IngestErrorKind::ParametersWithoutKeyFrame`].
+        kind: IngestErrorKind,
+        /// The latest such fault, password-free.
+        reason: String,
+    },
     /// The last attempt failed; waiting before the next one.
     Retrying {
         /// Why (decides how fast the retries come).
@@ -99,6 +122,27 @@ pub enum CameraStatus {
     },
     /// Gave up or shut down.
     Stopped,
+}
+
+impl CameraStatus {
+    /// Video is flowing: [`CameraStatus::Streaming`] or [`CameraStatus::Degraded`].
+    pub fn is_online(&self) -> bool {
+        matches!(
+            self,
+            CameraStatus::Streaming | CameraStatus::Degraded { .. }
+        )
+    }
+
+    /// Why the camera is degraded or retrying; `None` while connecting, streaming cleanly or
+    /// stopped.
+    pub fn reason(&self) -> Option<IngestErrorKind> {
+        match self {
+            CameraStatus::Degraded { kind, .. } | CameraStatus::Retrying { kind, .. } => {
+                Some(*kind)
+            }
+            _ => None,
+        }
+    }
 }
 
 /// Receives a camera's events on the camera's task. Must not block: hand heavy work to a thread.
@@ -142,10 +186,11 @@ pub async fn run(
                     options.unauthorized_retry
                 }
             },
-            IngestErrorKind::Unsupported | IngestErrorKind::Transient => backoff.next_delay(),
+            _ => backoff.next_delay(),
         };
         tracing::warn!(
             camera = %source.name,
+            reason = ?error.kind(),
             retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
             failures = backoff.consecutive_failures(),
             "{error}"
@@ -180,6 +225,8 @@ async fn run_once(
     tracing::info!(camera = %source.name, url = %source.url, transport = %source.transport, "playing");
     handler.session_started();
     let mut streaming = false;
+    // Until when the camera counts as degraded after its latest worked-around fault.
+    let mut degraded_until: Option<Instant> = None;
     let result = loop {
         tokio::select! {
             event = session.next_event() => match event {
@@ -188,6 +235,15 @@ async fn run_once(
                         streaming = true;
                         status.send_replace(CameraStatus::Streaming);
                         tracing::info!(camera = %source.name, "streaming");
+                    }
+                    if let Some((kind, reason)) = session.take_warning() {
+                        tracing::warn!(camera = %source.name, reason = ?kind, "{reason}");
+                        status.send_replace(CameraStatus::Degraded { kind, reason });
+                        degraded_until = Some(Instant::now() + options.healthy_after);
+                    } else if degraded_until.is_some_and(|until| Instant::now() >= until) {
+                        degraded_until = None;
+                        status.send_replace(CameraStatus::Streaming);
+                        tracing::info!(camera = %source.name, "streaming cleanly again");
                     }
                     handler.event(event);
                 }

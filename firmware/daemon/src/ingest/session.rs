@@ -5,7 +5,13 @@
 //! and whenever they change, video access units (4-byte length-prefixed NAL units, the MP4 sample
 //! format, parameter sets out of band) with 90 kHz media time, and AAC frames. Owns the socket
 //! (through retina); async, driven by the caller's task. Media time starts near zero with each
-//! session. Streams are expected without B-frames (retina does not reorder), as IP cameras send.
+//! session and runs forward: timestamp jumps are rebased ([`MediaTimeline`]). Streams are
+//! expected without B-frames (retina does not reorder), as IP cameras send.
+//!
+//! What a camera gets wrong is named: a failure's [`IngestErrorKind`] comes from where in the
+//! session it happened (connect, DESCRIBE, SETUP/PLAY, streaming) and what retina said; a fault
+//! the session works around (a timestamp jump, new parameters on a non-key frame) is kept as a
+//! [`Session::take_warning`] for the caller to log and show.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -16,7 +22,8 @@ use futures::StreamExt;
 use retina::client::{self, Demuxed, PlayOptions, SessionOptions, SetupOptions};
 use retina::codec::{CodecItem, FrameFormat, ParametersRef, VideoParametersCodec};
 
-use super::{CameraSource, IngestError, Transport};
+use super::timeline::MediaTimeline;
+use super::{CameraSource, IngestError, IngestErrorKind, Transport};
 use crate::media::{
     AudioFrame, AudioParams, StreamParams, VideoCodec, VideoFrame, VideoParams, TIMESCALE_90K,
 };
@@ -49,6 +56,24 @@ pub struct Session {
     /// When the last video frame arrived: audio and RTCP keep flowing from some cameras whose
     /// video encoder hung, so only video counts as a sign of life.
     last_video_at: tokio::time::Instant,
+    /// Video media time, rebased across timestamp jumps.
+    timeline: MediaTimeline,
+    /// A fault worked around since the caller last asked.
+    warning: Option<(IngestErrorKind, String)>,
+}
+
+/// The largest video frame accepted: 8 MiB. A 4K H.265 key frame at a high bit rate is 1–2 MB;
+/// a bigger "frame" is a broken or hostile camera, and holding it (and the GOP around it) would
+/// cost a small box its memory. retina assembles a frame before the box sees it, so what a
+/// camera can make it buffer is bounded by the stall timeout times the link's speed instead.
+pub const MAX_FRAME_BYTES: usize = 8 << 20;
+
+/// Where in a session a retina error happened: part of what names its kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Describe,
+    SetupOrPlay,
+    Streaming,
 }
 
 impl Session {
@@ -73,7 +98,7 @@ impl Session {
         source: &CameraSource,
         stall_timeout: Duration,
     ) -> Result<Self, IngestError> {
-        let rtsp_err = |e: retina::Error| map_retina_error(source, &e);
+        let rtsp_err = |phase| move |e: retina::Error| map_retina_error(source, &e, phase);
         let creds = source.credentials.as_ref().map(|c| client::Credentials {
             username: c.username.clone(),
             password: c.password.clone(),
@@ -83,7 +108,7 @@ impl Session {
             .user_agent(format!("edgenvr/{}", env!("CARGO_PKG_VERSION")));
         let mut described = client::Session::describe(source.url.clone(), options)
             .await
-            .map_err(rtsp_err)?;
+            .map_err(rtsp_err(Phase::Describe))?;
 
         let streams = described.streams();
         let video_stream_i = streams
@@ -120,7 +145,7 @@ impl Session {
         described
             .setup(video_stream_i, setup())
             .await
-            .map_err(rtsp_err)?;
+            .map_err(rtsp_err(Phase::SetupOrPlay))?;
         let mut audio = None;
         let mut audio_stream_i_set = None;
         if let Some(i) = audio_stream_i {
@@ -143,8 +168,8 @@ impl Session {
         let playing = described
             .play(PlayOptions::default())
             .await
-            .map_err(rtsp_err)?;
-        let demuxed = playing.demuxed().map_err(rtsp_err)?;
+            .map_err(rtsp_err(Phase::SetupOrPlay))?;
+        let demuxed = playing.demuxed().map_err(rtsp_err(Phase::SetupOrPlay))?;
         Ok(Self {
             camera: source.name.clone(),
             url: source.url.to_string(),
@@ -158,7 +183,15 @@ impl Session {
             pending: None,
             stall_timeout,
             last_video_at: tokio::time::Instant::now(),
+            timeline: MediaTimeline::new(),
+            warning: None,
         })
+    }
+
+    /// The fault the session last worked around (kind and a message naming the camera), once:
+    /// the caller logs it and marks the camera degraded.
+    pub fn take_warning(&mut self) -> Option<(IngestErrorKind, String)> {
+        self.warning.take()
     }
 
     /// The next event, or the reason the session is over. Cancel-safe: dropping the future loses
@@ -183,15 +216,37 @@ impl Session {
                         url: self.url.clone(),
                     })
                 }
-                Ok(Some(Err(e))) => return Err(map_retina_error(&self.source, &e)),
+                Ok(Some(Err(e))) => {
+                    return Err(map_retina_error(&self.source, &e, Phase::Streaming))
+                }
                 Ok(Some(Ok(item))) => item,
             };
             match item {
                 CodecItem::VideoFrame(frame) if frame.stream_id() == self.video_stream_i => {
                     self.last_video_at = tokio::time::Instant::now();
+                    if frame.data().len() > MAX_FRAME_BYTES {
+                        return Err(IngestError::OversizedFrame {
+                            camera: self.camera.clone(),
+                            url: self.url.clone(),
+                            frame_bytes: frame.data().len(),
+                            limit_bytes: MAX_FRAME_BYTES,
+                        });
+                    }
                     if self.params.is_none() || frame.has_new_parameters() {
                         if let Some(params) = self.current_params() {
                             if self.params.as_deref() != Some(&params) {
+                                if self.params.is_some() && !frame.is_random_access_point() {
+                                    self.warning = Some((
+                                        IngestErrorKind::ParametersWithoutKeyFrame,
+                                        format!(
+                                            "camera {}: {} changed its stream parameters on a \
+                                             frame that is not a key frame; frames up to the \
+                                             next key frame cannot be decoded and are not \
+                                             recorded",
+                                            self.camera, self.url
+                                        ),
+                                    ));
+                                }
                                 let params = Arc::new(params);
                                 self.params = Some(params.clone());
                                 self.pending = Some(frame);
@@ -242,13 +297,26 @@ impl Session {
         })
     }
 
-    fn convert_video(&self, frame: retina::codec::VideoFrame) -> VideoFrame {
+    fn convert_video(&mut self, frame: retina::codec::VideoFrame) -> VideoFrame {
         let elapsed = frame.timestamp().elapsed();
-        let pts_90k = if self.video_clock_hz == TIMESCALE_90K || self.video_clock_hz == 0 {
+        let camera_pts_90k = if self.video_clock_hz == TIMESCALE_90K || self.video_clock_hz == 0 {
             elapsed
         } else {
-            elapsed * i64::from(TIMESCALE_90K) / i64::from(self.video_clock_hz)
+            elapsed.saturating_mul(i64::from(TIMESCALE_90K)) / i64::from(self.video_clock_hz)
         };
+        let (pts_90k, jump_90k) = self.timeline.place(camera_pts_90k);
+        if let Some(jump_90k) = jump_90k {
+            self.warning = Some((
+                IngestErrorKind::TimestampJump,
+                format!(
+                    "camera {}: RTP timestamps from {} jumped {:+.3} s between two frames; \
+                     rebased, recording continues",
+                    self.camera,
+                    self.url,
+                    jump_90k as f64 / f64::from(TIMESCALE_90K)
+                ),
+            ));
+        }
         VideoFrame {
             pts_90k,
             is_key: frame.is_random_access_point(),
@@ -271,20 +339,60 @@ fn audio_params(params: Option<ParametersRef<'_>>) -> Option<AudioParams> {
     })
 }
 
-fn map_retina_error(source: &CameraSource, e: &retina::Error) -> IngestError {
+fn map_retina_error(source: &CameraSource, e: &retina::Error, phase: Phase) -> IngestError {
     if e.status_code() == Some(401) {
         return IngestError::Unauthorized {
             camera: source.name.clone(),
             url: source.url.to_string(),
         };
     }
+    // retina::Error is opaque (no public kind, no source chain); its messages start with what
+    // failed, and the camera-fault tests (tests/tests/camera_faults.rs) pin the mapping.
+    let message = e.to_string();
+    // A 200 can carry an unusable body too (retina reports a bad SDP as an error on the 200
+    // response to DESCRIBE): only an error status is a refusal.
+    let kind = if e
+        .status_code()
+        .is_some_and(|status| !(200..300).contains(&status))
+    {
+        IngestErrorKind::Refused
+    } else if message.starts_with("Unable to connect") {
+        IngestErrorKind::Unreachable
+    } else if message.starts_with("Error reading from RTSP peer")
+        || message.starts_with("Error writing to RTSP peer")
+    {
+        IngestErrorKind::Ended
+    } else if message.starts_with("Timeout") {
+        match phase {
+            Phase::Streaming => IngestErrorKind::Stalled,
+            _ => IngestErrorKind::NoAnswer,
+        }
+    } else {
+        match phase {
+            Phase::Describe => IngestErrorKind::BadDescription,
+            Phase::SetupOrPlay => IngestErrorKind::Transient,
+            Phase::Streaming => IngestErrorKind::BadMedia,
+        }
+    };
+    let what = match kind {
+        IngestErrorKind::Refused => "RTSP request refused",
+        IngestErrorKind::Unreachable => "cannot connect",
+        IngestErrorKind::Ended => "connection lost",
+        IngestErrorKind::NoAnswer => "no answer",
+        IngestErrorKind::Stalled => "stream stalled",
+        IngestErrorKind::BadDescription => "unusable stream description (DESCRIBE/SDP)",
+        IngestErrorKind::BadMedia => "unusable media (RTP)",
+        _ => "RTSP failure",
+    };
     IngestError::Rtsp {
         camera: source.name.clone(),
         url: source.url.to_string(),
+        kind,
+        what,
         // retina's messages span lines (connection, message and packet contexts); one log line
         // per failure reads better.
         message: source
-            .scrub(&e.to_string())
+            .scrub(&message)
             .replace("\n\n", "; ")
             .replace('\n', "; "),
     }

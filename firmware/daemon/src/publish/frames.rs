@@ -1,19 +1,23 @@
-//! Wire frames for one publishing session.
+//! Wire frames for one publishing session, and the catalog's id and pack shared by sessions.
 //!
 //! Owns a session's sequence counter. Receives the bus's catalog, snapshots and changes (owned
 //! types from [`crate::state`]); emits encoded frames (COBS + CRC, delimiter included) appended
-//! to a caller's buffer. Splits catalogs and snapshots into parts of at most
-//! [`MAX_FRAME_BYTES`], and shapes a batch of changes: the latest value of a scalar or complex
-//! sensor wins, every binary edge stays, in order, and the batch is sorted by id (stable, so a
-//! sensor's edges keep their order) because close ids cost fewer bytes. No I/O.
+//! to a caller's buffer. Splits catalogs, catalog packs and snapshots into parts of at most
+//! [`MAX_FRAME_BYTES`]; snapshots go out packed (binary values as bits, protocol version 2).
+//! Shapes a batch of changes: the latest value of a non-binary sensor wins, every binary edge
+//! stays, in order, and the batch is sorted by id (stable, so a sensor's edges keep their order)
+//! because close ids cost fewer bytes. [`CatalogPacks`] computes a catalog's [`CatalogId`] and
+//! compressed pack once per catalog length and hands the same bytes to every session. No I/O.
 
 use std::collections::HashSet;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 pub use edgenvr_proto::MAX_FRAME_BYTES;
 use edgenvr_proto::{
-    catalog_entries_fitting, changes_fitting, encode, Batch, Body, Catalog, CatalogEntry, Change,
-    Frame, Hello, Kind, SensorId, Snapshot, PROTOCOL_VERSION,
+    catalog_entries_fitting, catalog_pack_part_capacity, changes_fitting, encode,
+    pack::encode_catalog_pack, packed_snapshot_fitting, Batch, Body, Catalog, CatalogEntry,
+    CatalogHasher, CatalogId, CatalogPackPart, Change, Frame, Hello, Kind, PackedSnapshot,
+    SensorId, PROTOCOL_VERSION,
 };
 
 use crate::state::{SensorChange, SensorInfo, SensorKind, SensorValue};
@@ -27,6 +31,69 @@ pub struct SessionEncoder {
 impl Default for SessionEncoder {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// The wire view of a registered sensor.
+pub fn catalog_entry(info: &SensorInfo) -> CatalogEntry<'_> {
+    CatalogEntry {
+        id: info.id,
+        name: &info.name,
+        kind: match &info.kind {
+            SensorKind::Binary => Kind::Binary,
+            SensorKind::Scalar { unit } => Kind::Scalar { unit },
+            SensorKind::Complex => Kind::Complex,
+            SensorKind::Unsigned { unit } => Kind::Unsigned { unit },
+        },
+        role: info.role,
+    }
+}
+
+/// The id of the first `entries` sensors of `sensors` (all of them when `entries` is larger).
+pub fn catalog_id(sensors: &[Arc<SensorInfo>], entries: usize) -> CatalogId {
+    let mut hasher = CatalogHasher::new();
+    for info in sensors.iter().take(entries) {
+        hasher.add(&catalog_entry(info));
+    }
+    hasher.finish()
+}
+
+/// A catalog's id and its whole pack.
+#[derive(Debug)]
+pub struct CatalogPack {
+    /// The catalog's id.
+    pub id: CatalogId,
+    /// The compressed catalog, base 0.
+    pub pack: Vec<u8>,
+}
+
+/// The latest catalog's [`CatalogPack`], computed once and shared by every session: packing a
+/// site's catalog takes tens of milliseconds, and a thousand reconnecting clients must not
+/// each pay it. Sensors are only ever added, so the catalog's length names it.
+#[derive(Debug, Default, Clone)]
+pub struct CatalogPacks {
+    latest: Arc<Mutex<Option<Arc<CatalogPack>>>>,
+}
+
+impl CatalogPacks {
+    /// The pack of `sensors` (the whole catalog, in id order).
+    pub fn get(&self, sensors: &[Arc<SensorInfo>]) -> Arc<CatalogPack> {
+        let mut latest = self
+            .latest
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(pack) = latest.as_ref() {
+            if pack.id.entries as usize == sensors.len() {
+                return pack.clone();
+            }
+        }
+        let entries: Vec<CatalogEntry<'_>> = sensors.iter().map(|s| catalog_entry(s)).collect();
+        let pack = Arc::new(CatalogPack {
+            id: catalog_id(sensors, sensors.len()),
+            pack: encode_catalog_pack(0, &entries),
+        });
+        *latest = Some(pack.clone());
+        pack
     }
 }
 
@@ -55,30 +122,20 @@ impl SessionEncoder {
         }
     }
 
-    /// Appends the hello frame.
-    pub fn hello(&mut self, box_name: &str, out: &mut Vec<u8>) {
+    /// Appends the hello frame naming the session's catalog.
+    pub fn hello(&mut self, box_name: &str, catalog: Option<CatalogId>, out: &mut Vec<u8>) {
         let hello = Hello {
             version: PROTOCOL_VERSION,
             box_name,
+            catalog,
         };
         self.push(Body::Hello(hello), out);
     }
 
-    /// Appends catalog frames for `sensors` (none if it is empty).
+    /// Appends catalog frames for `sensors` (none if it is empty): entries as they are, for the
+    /// few sensors registered during a session.
     pub fn catalog(&mut self, sensors: &[Arc<SensorInfo>], out: &mut Vec<u8>) {
-        let entries: Vec<CatalogEntry<'_>> = sensors
-            .iter()
-            .map(|info| CatalogEntry {
-                id: info.id,
-                name: &info.name,
-                kind: match &info.kind {
-                    SensorKind::Binary => Kind::Binary,
-                    SensorKind::Scalar { unit } => Kind::Scalar { unit },
-                    SensorKind::Complex => Kind::Complex,
-                },
-                role: info.role,
-            })
-            .collect();
+        let entries: Vec<CatalogEntry<'_>> = sensors.iter().map(|s| catalog_entry(s)).collect();
         let mut unsent = &entries[..];
         while !unsent.is_empty() {
             let count = catalog_entries_fitting(unsent, MAX_FRAME_BYTES);
@@ -88,19 +145,40 @@ impl SessionEncoder {
         }
     }
 
-    /// Appends a snapshot of `values` (sorted by id) taken at `time_ms`, in as many parts as it
-    /// needs; an empty snapshot is one empty part.
+    /// Appends the catalog pack `pack` as parts, at most `max_parts` of them from byte
+    /// `*sent` on; advances `*sent`. Returns `true` once the last part is out. (A caller with a
+    /// slow socket writes a few parts at a time, so its buffer stays small.)
+    pub fn catalog_pack(
+        &mut self,
+        pack: &[u8],
+        sent: &mut usize,
+        max_parts: usize,
+        out: &mut Vec<u8>,
+    ) -> bool {
+        let capacity = catalog_pack_part_capacity(MAX_FRAME_BYTES);
+        for _ in 0..max_parts {
+            let rest = pack.get(*sent..).unwrap_or_default();
+            let (bytes, after) = rest.split_at(capacity.min(rest.len()));
+            let last_part = after.is_empty();
+            self.push(Body::CatalogPack(CatalogPackPart { last_part, bytes }), out);
+            *sent += bytes.len();
+            if last_part {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Appends a packed snapshot of `values` (sorted by id, one per sensor) taken at
+    /// `time_ms`, in as many parts as it needs; an empty snapshot is one empty part.
     pub fn snapshot(&mut self, time_ms: u64, values: &[SensorChange], out: &mut Vec<u8>) {
         let changes: Vec<Change<'_>> = values.iter().map(wire_change).collect();
         let mut unsent = &changes[..];
         loop {
-            let count = changes_fitting(unsent, time_ms, MAX_FRAME_BYTES);
+            let count = packed_snapshot_fitting(unsent, time_ms, MAX_FRAME_BYTES);
             let (part, rest) = unsent.split_at(count);
-            let snapshot = Snapshot {
-                last_part: rest.is_empty(),
-                batch: Batch::new(time_ms, part),
-            };
-            self.push(Body::Snapshot(snapshot), out);
+            let snapshot = PackedSnapshot::new(rest.is_empty(), time_ms, part);
+            self.push(Body::PackedSnapshot(snapshot), out);
             if rest.is_empty() {
                 return;
             }
@@ -195,8 +273,9 @@ mod tests {
     }
 
     #[test]
-    fn a_large_snapshot_is_split_into_parts_that_decode() {
-        let catalog: Vec<Arc<SensorInfo>> = (0..5_000)
+    fn a_large_catalog_pack_and_snapshot_are_split_into_parts_that_decode() {
+        // 20,000 binary values are 2,500 bytes of bits: three packed parts.
+        let catalog: Vec<Arc<SensorInfo>> = (0..20_000)
             .map(|id| {
                 Arc::new(SensorInfo {
                     id: SensorId(id),
@@ -206,18 +285,24 @@ mod tests {
                 })
             })
             .collect();
-        let values: Vec<SensorChange> = (0..5_000)
+        let values: Vec<SensorChange> = (0..20_000)
             .map(|id| change(id, SensorValue::Binary(id % 3 == 0)))
             .collect();
+        let packs = CatalogPacks::default();
+        let pack = packs.get(&catalog);
+        assert!(Arc::ptr_eq(&pack, &packs.get(&catalog)), "made once");
         let mut session = SessionEncoder::new();
         let mut out = Vec::new();
-        session.hello("site", &mut out);
-        session.catalog(&catalog, &mut out);
+        session.hello("site", Some(pack.id), &mut out);
+        let mut sent = 0;
+        // Two parts at a time, as a slow socket takes them.
+        while !session.catalog_pack(&pack.pack, &mut sent, 2, &mut out) {}
         session.snapshot(7, &values, &mut out);
 
         let mut decoder = FrameDecoder::<MAX_FRAME_BYTES>::new();
         let mut input = &out[..];
-        let (mut next_seq, mut entries, mut seen, mut last_parts) = (0, 0, 0, 0);
+        let (mut next_seq, mut seen, mut last_parts) = (0, 0, 0);
+        let (mut pack_bytes, mut hello_id) = (Vec::new(), None);
         loop {
             match decoder.feed(input) {
                 Feed::NeedMore => break,
@@ -225,23 +310,59 @@ mod tests {
                     assert_eq!(frame.seq, next_seq);
                     next_seq += 1;
                     match frame.body {
-                        Body::Catalog(catalog) => entries += catalog.entries().count(),
-                        Body::Snapshot(part) => {
+                        Body::Hello(hello) => hello_id = hello.catalog,
+                        Body::CatalogPack(part) => pack_bytes.extend_from_slice(part.bytes),
+                        Body::PackedSnapshot(part) => {
                             last_parts += usize::from(part.last_part);
-                            for change in part.batch.changes(|_| Some(ValueKind::Binary)) {
+                            for change in part.values(|_| Some(ValueKind::Binary)) {
                                 let change = change.unwrap();
                                 assert_eq!(change.value, Value::Binary(change.id.0 % 3 == 0));
                                 seen += 1;
                             }
                         }
-                        _ => {}
+                        other => panic!("unexpected {other:?}"),
                     }
                     input = rest;
                 }
                 Feed::Rejected { error, .. } => panic!("{error}"),
             }
         }
-        assert_eq!((entries, seen, last_parts), (5_000, 5_000, 1));
+        let mut hasher = edgenvr_proto::CatalogHasher::new();
+        edgenvr_proto::pack::decode_catalog_pack(&pack_bytes, 1 << 24, |entry| hasher.add(&entry))
+            .unwrap();
+        assert_eq!(
+            Some(hasher.finish()),
+            hello_id,
+            "the pack is the catalog the hello names"
+        );
+        assert_eq!((seen, last_parts), (20_000, 1));
         assert!(next_seq > 3, "split into several frames");
+    }
+
+    #[test]
+    fn catalog_frames_still_carry_sensors_registered_later() {
+        let late = [Arc::new(SensorInfo {
+            id: SensorId(7),
+            name: "late_counter".into(),
+            kind: SensorKind::Unsigned {
+                unit: "GOPs".into(),
+            },
+            role: Role::Counter,
+        })];
+        let mut session = SessionEncoder::new();
+        let mut out = Vec::new();
+        session.catalog(&late, &mut out);
+        let mut decoder = FrameDecoder::<MAX_FRAME_BYTES>::new();
+        let Feed::Frame { frame, .. } = decoder.feed(&out) else {
+            panic!("decodes");
+        };
+        let Body::Catalog(catalog) = frame.body else {
+            panic!("a catalog frame");
+        };
+        let entry = catalog.entries().next().unwrap();
+        assert_eq!(
+            (entry.id, entry.name, entry.role),
+            (SensorId(7), "late_counter", Role::Counter)
+        );
     }
 }

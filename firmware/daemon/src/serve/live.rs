@@ -25,7 +25,7 @@ use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
-use edgenvr_proto::{CameraRole, Role};
+use edgenvr_proto::{split_camera_status, CameraReason, CameraRole, CameraState, Role, StoreState};
 use tokio::sync::{broadcast, watch, OwnedSemaphorePermit};
 
 use super::routes::{ApiError, ApiState};
@@ -77,6 +77,7 @@ pub async fn live(State(state): State<ApiState>) -> Result<Response, ApiError> {
     let session = Session {
         bus: feed.bus.clone(),
         events: None,
+        catalog: Vec::new(),
         stop: state.stopping.subscribe(),
         _permit: permit,
     };
@@ -93,6 +94,8 @@ pub async fn live(State(state): State<ApiState>) -> Result<Response, ApiError> {
 struct Session {
     bus: StateBus,
     events: Option<broadcast::Receiver<BusEvent>>,
+    /// The sensors this client was told about, by id: what a change's value means.
+    catalog: Vec<Arc<SensorInfo>>,
     stop: watch::Receiver<bool>,
     /// Held as long as the stream: the client bound.
     _permit: OwnedSemaphorePermit,
@@ -109,6 +112,7 @@ impl Session {
                 let subscription = self.bus.subscribe();
                 self.events = Some(subscription.events);
                 let data = snapshot_json(&subscription.catalog, &subscription.values);
+                self.catalog = subscription.catalog;
                 return Some(
                     Event::default()
                         .event("snapshot")
@@ -123,11 +127,16 @@ impl Session {
             };
             match received {
                 Ok(BusEvent::Changed(change)) => {
-                    let data = change_json(&change).to_string();
+                    let info = self.catalog.get(change.id.0 as usize).map(Arc::as_ref);
+                    let data = change_json(info, &change).to_string();
                     return Some(Event::default().event("change").data(data));
                 }
                 Ok(BusEvent::Registered(info)) => {
                     let data = sensor_json(&info, None).to_string();
+                    // Ids are dense and only ever added, in order.
+                    if info.id.0 as usize == self.catalog.len() {
+                        self.catalog.push(info);
+                    }
                     return Some(Event::default().event("sensor").data(data));
                 }
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
@@ -158,11 +167,14 @@ pub fn sensor_json(info: &SensorInfo, change: Option<&SensorChange>) -> serde_js
         SensorKind::Binary => ("binary", None),
         SensorKind::Scalar { unit } => ("scalar", Some(unit.as_str())),
         SensorKind::Complex => ("complex", None),
+        SensorKind::Unsigned { unit } => ("unsigned", Some(unit.as_str())),
     };
     let (role, camera_role) = match info.role {
         Role::Sensor => ("sensor", None),
         Role::Output => ("output", None),
         Role::Health => ("health", None),
+        Role::Counter => ("counter", None),
+        Role::StoreStatus => ("store_status", None),
         Role::Camera(camera_role) => (
             "camera",
             Some(match camera_role {
@@ -170,6 +182,8 @@ pub fn sensor_json(info: &SensorInfo, change: Option<&SensorChange>) -> serde_js
                 CameraRole::Recording => "recording",
                 CameraRole::Event => "event",
                 CameraRole::Bitrate => "bitrate",
+                CameraRole::FrameRate => "frame_rate",
+                CameraRole::Status => "status",
             }),
         ),
     };
@@ -181,17 +195,45 @@ pub fn sensor_json(info: &SensorInfo, change: Option<&SensorChange>) -> serde_js
         "role": role,
         "camera_role": camera_role,
         "value": change.map(|c| value_json(&c.value)),
+        "text": change.and_then(|c| status_text(info.role, &c.value)),
         "time_ms": change.map(|c| c.time_ms),
     })
 }
 
-/// `{"id", "value", "time_ms"}`.
-pub fn change_json(change: &SensorChange) -> serde_json::Value {
+/// `{"id", "value", "text", "time_ms"}` of a change of sensor `info`.
+pub fn change_json(info: Option<&SensorInfo>, change: &SensorChange) -> serde_json::Value {
     serde_json::json!({
         "id": change.id.0,
         "value": value_json(&change.value),
+        "text": info.and_then(|info| status_text(info.role, &change.value)),
         "time_ms": change.time_ms,
     })
+}
+
+/// A status code in the words the wire format gives it (`online`, `offline: auth_failed`,
+/// `read_only`; numbers for codes a later version added), for the roles whose values are
+/// codes; `None` for any other value.
+fn status_text(role: Role, value: &SensorValue) -> Option<String> {
+    let SensorValue::Unsigned(code) = value else {
+        return None;
+    };
+    match role {
+        Role::Camera(CameraRole::Status) => {
+            let (state, reason) = split_camera_status(*code);
+            let state = CameraState::from_code(state)
+                .map_or_else(|| format!("state {state}"), |s| s.name().to_owned());
+            Some(match CameraReason::from_code(reason) {
+                Some(CameraReason::None) => state,
+                Some(reason) => format!("{state}: {}", reason.name()),
+                None => format!("{state}: reason {reason}"),
+            })
+        }
+        Role::StoreStatus => Some(
+            StoreState::from_code(*code)
+                .map_or_else(|| format!("state {code}"), |s| s.name().to_owned()),
+        ),
+        _ => None,
+    }
 }
 
 fn value_json(value: &SensorValue) -> serde_json::Value {
@@ -202,6 +244,7 @@ fn value_json(value: &SensorValue) -> serde_json::Value {
         SensorValue::Complex(bytes) => serde_json::Value::String(
             base64::engine::general_purpose::STANDARD.encode(bytes.as_ref()),
         ),
+        SensorValue::Unsigned(number) => serde_json::Value::from(*number),
     }
 }
 
@@ -253,8 +296,57 @@ mod tests {
             value: SensorValue::Scalar(f32::NAN),
             time_ms: 3,
         };
-        assert!(change_json(&change)["value"].is_null());
+        assert!(change_json(None, &change)["value"].is_null());
         let bytes = SensorValue::Complex(Arc::from(&b"\x00\xff"[..]));
         assert_eq!(value_json(&bytes), "AP8=");
+    }
+
+    #[test]
+    fn status_codes_come_with_their_words() {
+        let bus = StateBus::new();
+        let status = bus
+            .register(SensorSpec::unsigned(
+                "front_status",
+                "",
+                Role::Camera(CameraRole::Status),
+            ))
+            .unwrap();
+        let store = bus
+            .register(SensorSpec::unsigned(
+                "storage_status",
+                "",
+                Role::StoreStatus,
+            ))
+            .unwrap();
+        let dropped = bus
+            .register(SensorSpec::counter("front_dropped", "GOPs"))
+            .unwrap();
+        let code =
+            edgenvr_proto::camera_status_code(CameraState::Offline, CameraReason::AuthFailed);
+        bus.set(status, SensorValue::Unsigned(code), 1).unwrap();
+        bus.set(store, SensorValue::Unsigned(4), 1).unwrap();
+        bus.set(dropped, SensorValue::Unsigned(3), 1).unwrap();
+        let subscription = bus.subscribe();
+        let json = snapshot_json(&subscription.catalog, &subscription.values);
+        let sensors = json["sensors"].as_array().unwrap();
+        assert_eq!(sensors[0]["camera_role"], "status");
+        assert_eq!(sensors[0]["value"], code);
+        assert_eq!(sensors[0]["text"], "offline: auth_failed");
+        assert_eq!(sensors[1]["role"], "store_status");
+        assert_eq!(sensors[1]["text"], "read_only");
+        assert_eq!(sensors[2]["role"], "counter");
+        assert_eq!(sensors[2]["kind"], "unsigned");
+        assert_eq!(sensors[2]["unit"], "GOPs");
+        assert!(sensors[2]["text"].is_null());
+        let unknown = SensorChange {
+            id: status,
+            value: SensorValue::Unsigned(9 << 3 | 6),
+            time_ms: 2,
+        };
+        let text = change_json(Some(&subscription.catalog[0]), &unknown);
+        assert_eq!(
+            text["text"], "state 6: reason 9",
+            "codes of a later version as numbers"
+        );
     }
 }

@@ -8,13 +8,17 @@
 //!
 //! Files: `auth` (the token: config, file or generated; constant-time check), `times` (query
 //! times), `range` (the `Range` header), `moof` (rewriting fragment numbers and times), `clip`
-//! (clip plan and reader), `pieces` (one stored fragment read piecewise and verified), `routes` (handlers and errors),
-//! `live` (the state bus as SSE), `ui` (the page, its login and the security headers).
+//! (clip plan and reader), `pieces` (one stored fragment read piecewise and verified), `outputs`
+//! (switching an output), `routes` (handlers and errors), `limits` (the accept loop: connection
+//! cap, header and write-stall timeouts), `live` (the state bus as SSE), `ui` (the page, its
+//! login and the security headers).
 
 pub mod auth;
 pub mod clip;
+pub mod limits;
 pub mod live;
 pub mod moof;
+pub mod outputs;
 pub mod pieces;
 pub mod range;
 mod routes;
@@ -27,6 +31,7 @@ use std::net::SocketAddr;
 use tokio::net::TcpListener;
 
 pub use auth::{resolve_token, Token, TokenError, GENERATED_TOKEN_FILE};
+pub use limits::HttpLimits;
 pub use routes::{ApiState, MAX_CLIP_DOWNLOADS};
 
 use crate::state::StateBus;
@@ -37,6 +42,7 @@ use crate::store::Store;
 pub struct HttpServer {
     listener: TcpListener,
     state: ApiState,
+    limits: HttpLimits,
 }
 
 impl HttpServer {
@@ -47,7 +53,20 @@ impl HttpServer {
         Ok(HttpServer {
             listener,
             state: ApiState::new(store, token),
+            limits: HttpLimits::default(),
         })
+    }
+
+    /// Lets `POST /api/outputs/{name}` switch outputs through `outputs`.
+    pub fn with_outputs(mut self, outputs: Option<crate::gpio::OutputControl>) -> HttpServer {
+        self.state.outputs = outputs;
+        self
+    }
+
+    /// The same server with other client bounds than [`HttpLimits::default`] (tests).
+    pub fn with_limits(mut self, limits: HttpLimits) -> HttpServer {
+        self.limits = limits;
+        self
     }
 
     /// Serves the state of `bus` at `GET /api/live`.
@@ -68,7 +87,8 @@ impl HttpServer {
     }
 
     /// Serves until `shutdown` completes; then stops accepting and waits for requests in flight
-    /// (a clip download in progress finishes or its client goes away).
+    /// (a clip download in progress finishes, its client goes away, or it stalls past
+    /// [`HttpLimits::write_stall_timeout`]).
     pub async fn serve(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -79,8 +99,13 @@ impl HttpServer {
             shutdown.await;
             stopping.send_replace(true);
         };
-        axum::serve(self.listener, routes::router(self.state))
-            .with_graceful_shutdown(shutdown)
-            .await
+        limits::serve(
+            self.listener,
+            routes::router(self.state),
+            self.limits,
+            shutdown,
+        )
+        .await;
+        Ok(())
     }
 }

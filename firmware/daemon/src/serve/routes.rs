@@ -1,7 +1,8 @@
-//! The HTTP routes: `GET /api/recordings` and `GET /api/clip.mp4` (a time range, or one event by
-//! id), `GET /api/live` (in `live`), the page (in `ui`), the token check in front of every route,
-//! and the JSON error bodies (400 bad query, 401 no or wrong token, 403 a cookie-authenticated
-//! change from another origin, 404 no video or no such event, 416 bad range, 500 store failure).
+//! The HTTP routes: `GET /api/recordings`, `GET /api/clip.mp4` (a time range, or one event by
+//! id), `POST /api/outputs/{name}` (in `outputs`), `GET /api/live` (in `live`), the page (in
+//! `ui`), the token check in front of every route, and the JSON error bodies (400 bad query, 401
+//! no or wrong token, 403 a cookie-authenticated change from another origin, 404 no video or no
+//! such event, 416 bad range, 500 store failure).
 //!
 //! Handlers parse the query, plan on the blocking pool (the store does file I/O) and answer; a
 //! clip body streams from [`super::clip::body_stream`].
@@ -13,7 +14,7 @@ use axum::extract::{Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use serde::Deserialize;
 
@@ -40,6 +41,8 @@ pub struct ApiState {
     pub token: Token,
     /// Permits for clip downloads in progress ([`MAX_CLIP_DOWNLOADS`]).
     pub downloads: Arc<tokio::sync::Semaphore>,
+    /// Manual output commands (`None` on a box without outputs).
+    pub outputs: Option<crate::gpio::OutputControl>,
     /// The state bus for `GET /api/live`; none on a bare API server.
     pub live: Option<LiveFeed>,
     /// Serve the page (`[http] ui`).
@@ -55,6 +58,7 @@ impl ApiState {
             store,
             token,
             downloads: Arc::new(tokio::sync::Semaphore::new(MAX_CLIP_DOWNLOADS)),
+            outputs: None,
             live: None,
             ui: false,
             stopping: Arc::new(tokio::sync::watch::Sender::new(false)),
@@ -67,6 +71,7 @@ pub fn router(state: ApiState) -> Router {
     let api = Router::new()
         .route("/api/recordings", get(recordings))
         .route("/api/clip.mp4", get(clip))
+        .route("/api/outputs/{name}", post(super::outputs::set))
         .route("/api/live", get(super::live::live))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
@@ -92,7 +97,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    /// An error with `status` and `message`.
+    /// An error answer with `status` and `message`.
     pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
         ApiError {
             status,
@@ -151,7 +156,8 @@ async fn require_token(State(state): State<ApiState>, request: Request, next: Ne
 async fn not_found() -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
-        "no such endpoint (GET /api/recordings, GET /api/clip.mp4, GET /api/live)",
+        "no such endpoint (GET /api/recordings, GET /api/clip.mp4, POST /api/outputs/NAME, \
+         GET /api/live)",
     )
 }
 

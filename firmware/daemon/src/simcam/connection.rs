@@ -21,6 +21,7 @@ use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::fault::Fault;
 use super::rtsp::{self, Catalog, Effect, MediaTransport, RtspSession, UdpPorts};
 use super::stream::LoopingStream;
 
@@ -122,13 +123,17 @@ impl UdpPorts for UdpBinder {
     }
 }
 
-/// Serves one client until it disconnects, misbehaves, or the server shuts down.
+/// Serves one client until it disconnects, misbehaves, or the server shuts down; returns the
+/// video frames sent to it.
 pub async fn serve(
     mut socket: TcpStream,
     peer: SocketAddr,
     catalog: Arc<Catalog>,
     mut shutdown: watch::Receiver<bool>,
-) -> Result<(), ConnectionError> {
+) -> Result<u64, ConnectionError> {
+    if catalog.fault == Some(Fault::Silent) {
+        return play_dead(socket, shutdown).await;
+    }
     let local_ip = socket.local_addr()?.ip();
     let mut udp = UdpBinder {
         local_ip,
@@ -145,17 +150,19 @@ pub async fn serve(
     let mut outbox = Vec::with_capacity(64 * 1024);
     let mut playing: Option<Playing> = None;
     let mut last_request = Instant::now();
+    // Frames of sessions that ended (TEARDOWN) on this connection.
+    let mut sent_before = 0;
 
     loop {
         let frame_due = playing.as_ref().map(|p| p.stream.next_due());
         let idle_deadline = last_request + IDLE_TIMEOUT;
         tokio::select! {
-            _ = shutdown.changed() => return Ok(()),
+            _ = shutdown.changed() => return Ok(sent_before + frames_sent(&playing)),
             read = socket.read_buf(&mut inbox) => {
                 match read {
-                    Ok(0) => return Ok(()),
+                    Ok(0) => return Ok(sent_before + frames_sent(&playing)),
                     Ok(_) => {}
-                    Err(e) if is_hang_up(&e) => return Ok(()),
+                    Err(e) if is_hang_up(&e) => return Ok(sent_before + frames_sent(&playing)),
                     Err(e) => return Err(e.into()),
                 }
                 last_request = Instant::now();
@@ -176,13 +183,14 @@ pub async fn serve(
                             write_with_timeout(&mut socket, &outbox).await?;
                             match effect {
                                 Effect::None => {}
-                                Effect::Stop => playing = None,
+                                Effect::Stop => sent_before += frames_sent(&playing.take()),
                                 Effect::Play { path, transport, ids } => {
                                     tracing::info!(%peer, %path, ?transport, "client playing");
                                     let sink = sink_for(transport, &mut udp)?;
                                     let now = Instant::now();
                                     playing = Some(Playing {
-                                        stream: LoopingStream::new(catalog.clip.clone(), ids, now),
+                                        stream: LoopingStream::new(catalog.clip.clone(), ids, now)
+                                            .with_fault(catalog.fault),
                                         sink,
                                         next_report: now,
                                     });
@@ -208,8 +216,35 @@ pub async fn serve(
             }
             _ = tokio::time::sleep_until(idle_deadline), if playing.is_none() => {
                 tracing::debug!(%peer, "closing idle connection");
-                return Ok(());
+                return Ok(0);
             }
+        }
+    }
+}
+
+/// Frames sent by the session playing, if any.
+fn frames_sent(playing: &Option<Playing>) -> u64 {
+    playing.as_ref().map_or(0, |p| p.stream.frames_sent())
+}
+
+/// [`Fault::Silent`]: takes and drops whatever the client sends, answers nothing, until the
+/// client leaves, the server shuts down, or [`IDLE_TIMEOUT`] passes.
+async fn play_dead(
+    mut socket: TcpStream,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<u64, ConnectionError> {
+    let mut sink = [0u8; 4096];
+    let deadline = Instant::now() + IDLE_TIMEOUT;
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return Ok(0),
+            () = tokio::time::sleep_until(deadline) => return Ok(0),
+            read = socket.read(&mut sink) => match read {
+                Ok(0) => return Ok(0),
+                Ok(_) => {}
+                Err(e) if is_hang_up(&e) => return Ok(0),
+                Err(e) => return Err(e.into()),
+            },
         }
     }
 }

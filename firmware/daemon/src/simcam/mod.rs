@@ -16,6 +16,7 @@
 //! stream      the media clock: which frame next, when, which timestamp (pure)
 //! rtsp        request → response + effect, per-connection session     (pure, rtsp-types)
 //! connection  one client socket: parse, answer, send media             (one task per client)
+//! fault       what a broken camera gets wrong (`--fault`, for tests)    (pure)
 //! mod         bind, accept, shutdown                                    (this file)
 //! ```
 //!
@@ -24,6 +25,7 @@
 
 pub mod clip;
 mod connection;
+pub mod fault;
 pub mod rtp;
 pub mod rtsp;
 pub mod sdp;
@@ -39,6 +41,7 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
 pub use clip::{Clip, ClipError};
+pub use fault::Fault;
 use rtsp::Catalog;
 
 /// The address `edgenvr sim-camera` listens on by default: loopback, RTSP's registered port.
@@ -91,6 +94,8 @@ pub struct SimCameraConfig {
     pub paths: Vec<String>,
     /// The clip every path plays.
     pub clip: Clip,
+    /// A fault every client gets (fault tests); `None` for a healthy camera.
+    pub fault: Option<Fault>,
 }
 
 /// A bound simulated camera, ready to [`run`](SimCamera::run).
@@ -128,9 +133,13 @@ impl SimCamera {
             frames = config.clip.access_units().len(),
             "serving an H.264 clip in a loop"
         );
+        if let Some(fault) = config.fault {
+            tracing::warn!(?fault, "playing a faulty camera");
+        }
         let catalog = Arc::new(Catalog {
             paths,
             clip: Arc::new(config.clip),
+            fault: config.fault,
         });
         for url in stream_urls(local_addr, &catalog.paths) {
             tracing::info!("stream {url}");
@@ -182,7 +191,9 @@ impl SimCamera {
                     clients.spawn(async move {
                         tracing::debug!(%peer, "client connected");
                         match connection::serve(socket, peer, catalog, stop).await {
-                            Ok(()) => tracing::info!(%peer, "client disconnected"),
+                            Ok(frames_sent) => {
+                                tracing::info!(%peer, frames_sent, "client disconnected")
+                            }
                             Err(e) if e.is_hang_up() => tracing::info!(%peer, "client disconnected"),
                             Err(e) => tracing::info!(%peer, error = %e, "client dropped"),
                         }
@@ -300,6 +311,7 @@ mod tests {
             listen: "127.0.0.1:0".parse().unwrap(),
             paths: vec![],
             clip: Clip::embedded().unwrap().truncated(1),
+            fault: None,
         })
         .await
         .unwrap();
@@ -370,6 +382,7 @@ mod tests {
             listen: "127.0.0.1:0".parse().unwrap(),
             paths: vec!["front".into()],
             clip: Clip::embedded().unwrap().truncated(CLIP_FRAMES),
+            fault: None,
         })
         .await
         .unwrap();

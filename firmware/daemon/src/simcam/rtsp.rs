@@ -18,6 +18,7 @@ use rtsp_types::headers::{self, RtpLowerTransport, RtpProfile, Transport, Transp
 use rtsp_types::{Method, Request, Response, StatusCode, Url, Version};
 
 use super::clip::Clip;
+use super::fault::{Fault, BAD_SDP};
 use super::sdp::{self, SdpParams, TRACK_CONTROL};
 
 /// Seconds of silence after which a client may consider the session gone, announced in the
@@ -38,6 +39,8 @@ pub struct Catalog {
     pub paths: Vec<String>,
     /// The clip every path serves.
     pub clip: Arc<Clip>,
+    /// What the camera gets wrong (fault tests); `None` for a healthy camera.
+    pub fault: Option<Fault>,
 }
 
 /// Where the RTP and RTCP packets of a session go.
@@ -199,14 +202,18 @@ impl RtspSession {
     ) -> Result<(Response<Vec<u8>>, Effect), Refusal> {
         let (uri, path) = self.resolve(request, false)?;
         let clip = &self.catalog.clip;
-        let sdp = sdp::session_description(&SdpParams {
-            session_id: self.rng.u64(..),
-            server_ip: self.local_ip,
-            name: &path,
-            sps: clip.sps(),
-            pps: clip.pps(),
-            frame_rate: clip.frame_rate(),
-        });
+        let sdp = if self.catalog.fault == Some(Fault::BadSdp) {
+            BAD_SDP.to_owned()
+        } else {
+            sdp::session_description(&SdpParams {
+                session_id: self.rng.u64(..),
+                server_ip: self.local_ip,
+                name: &path,
+                sps: clip.sps(),
+                pps: clip.pps(),
+                frame_rate: clip.frame_rate(),
+            })
+        };
         let response = base_response(cseq, StatusCode::Ok)
             .header(headers::CONTENT_TYPE, "application/sdp")
             .header(headers::CONTENT_BASE, base_url(&uri, &path).to_string())
@@ -535,6 +542,7 @@ mod tests {
         static CLIP: std::sync::OnceLock<Arc<Clip>> = std::sync::OnceLock::new();
         let clip = CLIP.get_or_init(|| Arc::new(Clip::embedded().unwrap()));
         let catalog = Catalog {
+            fault: None,
             paths: vec!["front".into(), "cam/back".into()],
             clip: clip.clone(),
         };

@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 
 use super::clip::Clip;
+use super::fault::Fault;
 use super::rtp::{self, H264Packetizer, DEFAULT_MAX_PAYLOAD_BYTES};
 use super::rtsp::StreamIds;
 use crate::media::TIMESCALE_90K;
@@ -34,6 +35,10 @@ pub struct LoopingStream {
     schedule_start: Instant,
     /// The frame index the schedule was restarted at.
     schedule_start_frame: u64,
+    /// What this camera gets wrong, for fault tests.
+    fault: Option<Fault>,
+    /// Random bytes for [`Fault::GarbageRtp`].
+    rng: fastrand::Rng,
 }
 
 impl LoopingStream {
@@ -46,7 +51,15 @@ impl LoopingStream {
             frames_sent: 0,
             schedule_start: start,
             schedule_start_frame: 0,
+            fault: None,
+            rng: fastrand::Rng::new(),
         }
+    }
+
+    /// The same stream, playing `fault` (see [`Fault`]).
+    pub fn with_fault(mut self, fault: Option<Fault>) -> Self {
+        self.fault = fault;
+        self
     }
 
     /// When the next frame is due.
@@ -61,8 +74,13 @@ impl LoopingStream {
             .clip
             .frame_rate()
             .ticks_at(self.frames_sent, TIMESCALE_90K);
+        let shift = self
+            .fault
+            .map_or(0, |fault| fault.timestamp_shift_90k(self.frames_sent));
         // RTP timestamps are 32-bit and wrap (RFC 3550 5.1); the truncation is the wrap.
-        self.initial_rtp_timestamp.wrapping_add(ticks as u32)
+        self.initial_rtp_timestamp
+            .wrapping_add(ticks as u32)
+            .wrapping_add(shift)
     }
 
     /// Frames sent so far, over all loops.
@@ -72,7 +90,7 @@ impl LoopingStream {
 
     /// Packetises the next frame and advances; `now` is the time it is being sent, used to
     /// notice when the sender has fallen behind. Returns the frame's RTP timestamp.
-    pub fn send_next<E: FnMut(&[u8])>(&mut self, now: Instant, emit: E) -> u32 {
+    pub fn send_next<E: FnMut(&[u8])>(&mut self, now: Instant, mut emit: E) -> u32 {
         if now.saturating_duration_since(self.next_due()) > MAX_LAG {
             tracing::debug!(
                 frames_sent = self.frames_sent,
@@ -86,7 +104,21 @@ impl LoopingStream {
         // The clip always has an access unit; the modulo picks the frame of this loop.
         let index = usize::try_from(self.frames_sent % units.len().max(1) as u64).unwrap_or(0);
         if let Some(unit) = units.get(index) {
-            self.packetizer.packetize(&unit.nals, timestamp, emit);
+            let replaced = self
+                .fault
+                .and_then(|fault| fault.replace_frame(self.frames_sent, &self.clip, &unit.nals));
+            let nals = replaced.as_deref().unwrap_or(&unit.nals);
+            if self.fault.is_some_and(Fault::garbles_rtp) {
+                let rng = &mut self.rng;
+                let mut garbage = Vec::new();
+                self.packetizer.packetize(nals, timestamp, |packet| {
+                    garbage.clear();
+                    garbage.extend((0..packet.len()).map(|_| rng.u8(..)));
+                    emit(&garbage);
+                });
+            } else {
+                self.packetizer.packetize(nals, timestamp, emit);
+            }
         }
         self.frames_sent += 1;
         timestamp
