@@ -25,7 +25,7 @@ use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
-use edgenvr_proto::{split_camera_status, CameraReason, CameraRole, CameraState, Role, StoreState};
+use edgenvr_proto::{CameraRole, CameraStatusWords, Role, StoreStatusWords};
 use tokio::sync::{broadcast, watch, OwnedSemaphorePermit};
 
 use super::routes::{ApiError, ApiState};
@@ -218,20 +218,8 @@ fn status_text(role: Role, value: &SensorValue) -> Option<String> {
         return None;
     };
     match role {
-        Role::Camera(CameraRole::Status) => {
-            let (state, reason) = split_camera_status(*code);
-            let state = CameraState::from_code(state)
-                .map_or_else(|| format!("state {state}"), |s| s.name().to_owned());
-            Some(match CameraReason::from_code(reason) {
-                Some(CameraReason::None) => state,
-                Some(reason) => format!("{state}: {}", reason.name()),
-                None => format!("{state}: reason {reason}"),
-            })
-        }
-        Role::StoreStatus => Some(
-            StoreState::from_code(*code)
-                .map_or_else(|| format!("state {code}"), |s| s.name().to_owned()),
-        ),
+        Role::Camera(CameraRole::Status) => Some(CameraStatusWords(*code).to_string()),
+        Role::StoreStatus => Some(StoreStatusWords(*code).to_string()),
         _ => None,
     }
 }
@@ -321,8 +309,10 @@ mod tests {
         let dropped = bus
             .register(SensorSpec::counter("front_dropped", "GOPs"))
             .unwrap();
-        let code =
-            edgenvr_proto::camera_status_code(CameraState::Offline, CameraReason::AuthFailed);
+        let code = edgenvr_proto::camera_status_code(
+            edgenvr_proto::CameraState::Offline,
+            edgenvr_proto::CameraReason::AuthFailed,
+        );
         bus.set(status, SensorValue::Unsigned(code), 1).unwrap();
         bus.set(store, SensorValue::Unsigned(4), 1).unwrap();
         bus.set(dropped, SensorValue::Unsigned(3), 1).unwrap();
