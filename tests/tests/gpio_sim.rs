@@ -111,7 +111,8 @@ async fn start() -> Running {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("run/control.sock");
     let sections: Sections = toml::from_str(CONFIG).unwrap();
-    let problems = gpio::config::validate(&sections.sensor, &sections.output, &sections.rule);
+    let problems =
+        edgenvr::config::gpio::validate(&sections.sensor, &sections.output, &sections.rule);
     assert_eq!(problems, []);
     let control = ControlConfig {
         socket: Some(socket.clone()),

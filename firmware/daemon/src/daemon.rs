@@ -265,7 +265,7 @@ pub async fn run_with_status(
     shutdown: Shutdown,
     publish: impl FnOnce(CameraStatuses),
 ) -> Result<(), DaemonError> {
-    let problems = crate::gpio::config::validate(&config.sensor, &config.output, &config.rule);
+    let problems = crate::config::gpio::validate(&config.sensor, &config.output, &config.rule);
     if let Some(problem) = problems.first() {
         return Err(DaemonError::Unsupported(problem.to_string()));
     }

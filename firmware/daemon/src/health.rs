@@ -45,11 +45,11 @@ pub const SLOW_SAMPLE: Duration = Duration::from_secs(10);
 /// Where Linux exposes temperatures (`thermal_zoneN/temp`, millidegrees Celsius).
 pub const THERMAL_ROOT: &str = "/sys/class/thermal";
 
-pub use crate::sensor_names::{
+pub use crate::config::sensor_names::{
     scalar_names, CPU_TEMP, DROPPED_SUFFIX, ENDURANCE_USED, OVERWRITTEN_SUFFIX, STORAGE_STATUS,
     STORAGE_USED, STORAGE_WRITTEN,
 };
-use crate::sensor_names::{BITRATE_SUFFIX, FPS_SUFFIX};
+use crate::config::sensor_names::{BITRATE_SUFFIX, FPS_SUFFIX};
 
 /// One camera as health sees it.
 #[derive(Debug)]

@@ -41,7 +41,6 @@ pub mod mux;
 pub mod notify;
 pub mod publish;
 pub mod record;
-pub mod sensor_names;
 pub mod serve;
 pub mod shutdown;
 pub mod simcam;

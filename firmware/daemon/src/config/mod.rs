@@ -10,6 +10,9 @@
 //! Extending: a new section is a field of [`Config`] with `#[serde(default)]` (or required) and,
 //! when it has rules of its own, a `check_*` function called from [`Config::problems`].
 
+pub mod camera_source;
+pub mod gpio;
+pub mod sensor_names;
 mod units;
 
 use std::collections::HashMap;
@@ -20,8 +23,8 @@ use serde::Deserialize;
 
 pub use units::{parse_size, ByteSize, HumanDuration, Percent};
 
-use crate::gpio::{ControlConfig, OutputConfig, RuleConfig, SensorConfig};
-use crate::ingest::{CameraSource, Transport};
+use camera_source::{CameraSource, Transport};
+use gpio::{ControlConfig, OutputConfig, RuleConfig, SensorConfig};
 
 /// Where `run` and `check-config` look without `--config`.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/edgenvr/config.toml";
@@ -406,7 +409,7 @@ impl Config {
     }
 
     fn check_gpio(&self, problems: &mut Vec<Problem>) {
-        for found in crate::gpio::config::validate(&self.sensor, &self.output, &self.rule) {
+        for found in gpio::validate(&self.sensor, &self.output, &self.rule) {
             // The GPIO check names entries (`sensor "pir"`); locate them by their section.
             let key = if found.entry.starts_with("sensor") {
                 "sensor"
@@ -462,8 +465,7 @@ impl Config {
                 ));
             }
         }
-        let scalars =
-            crate::sensor_names::scalar_names(self.camera.iter().map(|c| c.name.as_str()));
+        let scalars = sensor_names::scalar_names(self.camera.iter().map(|c| c.name.as_str()));
         for (i, report) in self.report.iter().enumerate() {
             if !scalars.contains(&report.sensor) {
                 problems.push(problem(

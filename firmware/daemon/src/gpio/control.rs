@@ -22,8 +22,8 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Semaphore;
 
-use super::config::ControlConfig;
 use super::sim::SimPins;
+use crate::config::gpio::ControlConfig;
 
 /// Socket file name inside the runtime directory.
 pub const SOCKET_FILE: &str = "control.sock";
@@ -366,7 +366,7 @@ pub async fn request(path: &Path, request: &Request) -> Result<Reply, ControlErr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gpio::config::{Backend, OutputConfig, Pull, SensorConfig, SensorKind};
+    use crate::config::gpio::{Backend, OutputConfig, Pull, SensorConfig, SensorKind};
 
     #[test]
     fn requests_and_replies_round_trip_and_garbage_is_refused() {

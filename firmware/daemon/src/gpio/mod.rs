@@ -18,7 +18,6 @@
 //! [`Gpio::open_errors`] and the log) and left out; everything else keeps running, recording
 //! included. All time comes from one [`GpioClock`].
 
-pub mod config;
 pub mod control;
 pub mod outputs;
 pub mod pins;
@@ -34,7 +33,7 @@ use edgenvr_sensors::Output;
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
-pub use config::{ControlConfig, OutputConfig, RuleConfig, SensorConfig};
+pub use crate::config::gpio::{ControlConfig, OutputConfig, RuleConfig, SensorConfig};
 pub use control::{ControlError, ControlServer};
 pub use outputs::{
     CommandError, OutputAction, OutputCommand, OutputControl, OutputEvent, OutputReport,

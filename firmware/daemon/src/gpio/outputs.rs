@@ -24,11 +24,11 @@ use edgenvr_sensors::Output;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use super::config::RuleConfig;
 use super::pins::OutputBackend;
 use super::rules::RuleEngine;
 use super::sensor_task::SensorEvent;
 use super::GpioClock;
+use crate::config::gpio::RuleConfig;
 
 /// Switch on or off.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use embedded_hal::digital::{ErrorKind, ErrorType, InputPin, OutputPin};
 
-use super::config::{Backend, OutputConfig, Pull, SensorConfig};
 use super::sim::{SimError, SimInputPin, SimOutputPin, SimPinClosed, SimPins};
+use crate::config::gpio::{Backend, OutputConfig, Pull, SensorConfig};
 
 /// How often a real input is sampled while waiting for an edge. A PIR output stays high for
 /// seconds; 10 ms adds at most one tenth of the default debounce and costs ~100 reads a second.
@@ -176,7 +176,7 @@ impl InputBackend {
                 let (Some(chip), Some(line)) = (&config.chip, config.line) else {
                     return Err(fail("`chip` and `line` are required".into()));
                 };
-                let path = super::config::chip_path(chip);
+                let path = crate::config::gpio::chip_path(chip);
                 CdevLine::open(&path, line, Some(config.pull), None)
                     .map(InputBackend::Cdev)
                     .map_err(fail)
@@ -311,7 +311,7 @@ impl OutputBackend {
                 let (Some(chip), Some(line)) = (&config.chip, config.line) else {
                     return Err(fail("`chip` and `line` are required".into()));
                 };
-                let path = super::config::chip_path(chip);
+                let path = crate::config::gpio::chip_path(chip);
                 // Start at the "off" level so an active-low relay does not click on at start.
                 CdevLine::open(&path, line, None, Some(config.active_low))
                     .map(OutputBackend::Cdev)
@@ -379,7 +379,7 @@ impl OutputPin for OutputBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gpio::config::SensorKind;
+    use crate::config::gpio::SensorKind;
 
     fn sensor(
         backend: Backend,

@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 
-use super::config::RuleConfig;
+use crate::config::gpio::RuleConfig;
 
 #[derive(Debug, Clone)]
 struct RuleState {

@@ -14,9 +14,9 @@ use edgenvr_sensors::{Pir, PirChange, PirConfig};
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
-use super::config::SensorConfig;
 use super::pins::InputBackend;
 use super::GpioClock;
+use crate::config::gpio::SensorConfig;
 
 /// Pause after a failed pin read before trying again: long enough not to flood the log, short
 /// against a PIR's seconds-long output pulse.

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use embedded_hal::digital::{ErrorKind, ErrorType, InputPin, OutputPin};
 use tokio::sync::watch;
 
-use super::config::{Backend, OutputConfig, SensorConfig};
+use crate::config::gpio::{Backend, OutputConfig, SensorConfig};
 
 /// Whether a simulated pin is read by the box (a sensor) or driven by it (an output).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -263,7 +263,7 @@ mod tests {
     use embedded_hal_async::digital::Wait;
 
     use super::*;
-    use crate::gpio::config::{Pull, SensorKind};
+    use crate::config::gpio::{Pull, SensorKind};
 
     fn sensor(name: &str, active_low: bool) -> SensorConfig {
         SensorConfig {

@@ -12,8 +12,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 
-use super::config::ControlConfig;
 use super::control::{self, Reply, Request};
+use crate::config::gpio::ControlConfig;
 
 /// The config file read when `--config` is not given.
 pub const DEFAULT_CONFIG: &str = "/etc/edgenvr/config.toml";

@@ -22,17 +22,18 @@
 mod backoff;
 mod error;
 mod session;
-mod source;
 mod timeline;
 
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
+pub use crate::config::camera_source::{
+    redact_url, CameraSource, Credentials, SourceError, Transport,
+};
 pub use backoff::Backoff;
 pub use error::{IngestError, IngestErrorKind};
 pub use session::{IngestEvent, Session, MAX_FRAME_BYTES};
-pub use source::{redact_url, CameraSource, Credentials, SourceError, Transport};
 pub use timeline::{MediaTimeline, MAX_BACKWARD_STEP_90K, MAX_FORWARD_STEP_90K};
 
 use crate::shutdown::Shutdown;
