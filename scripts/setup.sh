@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing edgenvr needs on a Debian/Ubuntu machine: apt packages (cross
-# compilers, qemu-user, ffmpeg, GStreamer's RTSP server for the tests, mosquitto) and the rustup
-# targets. Idempotent and quiet when everything is already there. Needs root or sudo for apt.
+# compilers, qemu-user, ffmpeg, GStreamer's RTSP server for the tests, mosquitto, headless Chromium
+# and its WebDriver for the page test) and the rustup targets. Idempotent and quiet when everything
+# is already there. Needs root or sudo for apt.
 set -euo pipefail
 
 APT_PACKAGES=(
@@ -11,6 +12,7 @@ APT_PACKAGES=(
   ffmpeg mosquitto mosquitto-clients
   python3-gi gir1.2-gst-rtsp-server-1.0 python3-gst-1.0 gstreamer1.0-tools
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly
+  chromium chromium-driver fonts-dejavu-core  # the page test and bench-ui drive a headless browser
 )
 RUST_TARGETS=(aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf thumbv6m-none-eabi)
 

@@ -12,9 +12,9 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use edgenvr_proto::pack::{decode_catalog_pack, PackError};
 use edgenvr_proto::{
-    split_camera_status, Batch, Body, CameraReason, CameraRole, CameraState, CatalogEntry,
-    CatalogHasher, CatalogId, Change, Frame, FrameError, Kind, Role, SensorId, StoreState, Value,
-    ValueKind, OLDEST_PROTOCOL_VERSION, PROTOCOL_VERSION,
+    Batch, Body, CameraRole, CameraStatusWords, CatalogEntry, CatalogHasher, CatalogId, Change,
+    Frame, FrameError, Kind, Role, SensorId, StoreStatusWords, Value, ValueKind,
+    OLDEST_PROTOCOL_VERSION, PROTOCOL_VERSION,
 };
 use serde_json::{json, Value as Json};
 
@@ -494,20 +494,8 @@ pub fn status_words(value: &SensorValue, role: Role) -> Option<String> {
         return None;
     };
     match role {
-        Role::Camera(CameraRole::Status) => {
-            let (state, reason) = split_camera_status(*code);
-            let state = CameraState::from_code(state)
-                .map_or_else(|| format!("state {state}"), |s| s.name().to_owned());
-            Some(match CameraReason::from_code(reason) {
-                Some(CameraReason::None) => state,
-                Some(reason) => format!("{state}: {}", reason.name()),
-                None => format!("{state}: reason {reason}"),
-            })
-        }
-        Role::StoreStatus => Some(
-            StoreState::from_code(*code)
-                .map_or_else(|| format!("state {code}"), |s| s.name().to_owned()),
-        ),
+        Role::Camera(CameraRole::Status) => Some(CameraStatusWords(*code).to_string()),
+        Role::StoreStatus => Some(StoreStatusWords(*code).to_string()),
         _ => None,
     }
 }

@@ -26,11 +26,21 @@ pub fn target_dir() -> PathBuf {
         .join("debug")
 }
 
+/// Set to a directory of already built binaries (e.g. `target/release`) to use those instead of
+/// building the debug ones: what the benchmarks do.
+pub const BIN_DIR_ENV: &str = "EDGENVR_BIN_DIR";
+
 /// Path of binary `name`, with the workspace's binaries built (once per test process) first.
 ///
 /// Builds `--workspace --bins`, exactly as scripts/test.sh does before the tests: building one
 /// package alone would unify dependency features differently and relink the binary every time.
+/// With [`BIN_DIR_ENV`] set, takes the binary from there and builds nothing.
 pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
+    if let Some(dir) = std::env::var_os(BIN_DIR_ENV) {
+        let path = PathBuf::from(dir).join(name);
+        anyhow::ensure!(path.exists(), "{} missing ({BIN_DIR_ENV})", path.display());
+        return Ok(path);
+    }
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
     if !*built {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());

@@ -216,17 +216,20 @@ fn pull_a_clip_across_segments_and_the_api_refuses_what_it_must() {
     assert!(std::fs::read(&resumed).unwrap() == clip_bytes);
     assert!(!work.path().join("resumed.mp4.part").exists());
 
-    // No token, or a wrong one: 401, for every path. The token in the query works (VLC).
+    // No token, or a wrong one: 401, for every path (the page's `/` sends to its login form
+    // instead). The token in the query works (VLC).
     for path in [
         "/api/recordings",
         "/api/clip.mp4?camera=front&from=0&to=1",
-        "/",
+        "/api/no-such-thing",
+        "/app.js",
     ] {
         assert!(
             status_without_token(&addr, path).starts_with("HTTP/1.1 401"),
             "{path}"
         );
     }
+    assert!(status_without_token(&addr, "/").starts_with("HTTP/1.1 303"));
     let wrong = BoxClient::new(&addr, "wrong-token-0123456789".into());
     let (status, body) = get(&wrong, &wrong.url("/api/recordings", &[]), &[]);
     assert_eq!(status, 401);

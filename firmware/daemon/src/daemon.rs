@@ -338,7 +338,9 @@ pub async fn run_with_status(
     }
 
     let http = match &config.http {
-        Some(http) => Some(start_http(http, &store, gpio.outputs.clone(), shutdown.clone()).await?),
+        Some(http) => {
+            Some(start_http(http, &store, &bus, gpio.outputs.clone(), shutdown.clone()).await?)
+        }
         None => None,
     };
     let options = IngestOptions {
@@ -598,6 +600,7 @@ async fn feed_binary<E: Clone + Send + 'static>(
 async fn start_http(
     http: &HttpConfig,
     store: &Store,
+    bus: &StateBus,
     outputs: Option<gpio::OutputControl>,
     mut shutdown: Shutdown,
 ) -> Result<tokio::task::JoinHandle<()>, DaemonError> {
@@ -609,7 +612,9 @@ async fn start_http(
     let server = HttpServer::bind(http.listen, store.clone(), token)
         .await
         .map_err(|e| DaemonError::Http(format!("cannot listen on {}: {e}", http.listen)))?
-        .with_outputs(outputs);
+        .with_outputs(outputs)
+        .with_live_state(bus.clone())
+        .with_ui(http.ui);
     Ok(tokio::spawn(async move {
         if let Err(error) = server
             .serve(async move { shutdown.requested().await })

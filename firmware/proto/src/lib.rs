@@ -47,4 +47,7 @@ pub use frame::{
     SensorId, Snapshot, Value, ValueKind, OLDEST_PROTOCOL_VERSION, PROTOCOL_VERSION,
 };
 pub use policy::{Deadband, ReportPolicy, ScalarReporter};
-pub use status::{camera_status_code, split_camera_status, CameraReason, CameraState, StoreState};
+pub use status::{
+    camera_status_code, split_camera_status, CameraReason, CameraState, CameraStatusWords,
+    StoreState, StoreStatusWords,
+};

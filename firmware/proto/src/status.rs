@@ -127,6 +127,40 @@ pub const fn split_camera_status(code: u64) -> (u64, u64) {
     (code & ((1 << STATE_BITS) - 1), code >> STATE_BITS)
 }
 
+/// A camera status code in words, as receivers show it: `online`, `offline: auth_failed`; a state
+/// or reason this version has no name for as its number (`state 6: reason 9`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CameraStatusWords(pub u64);
+
+impl core::fmt::Display for CameraStatusWords {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let (state, reason) = split_camera_status(self.0);
+        match CameraState::from_code(state) {
+            Some(state) => f.write_str(state.name())?,
+            None => write!(f, "state {state}")?,
+        }
+        match CameraReason::from_code(reason) {
+            Some(CameraReason::None) => Ok(()),
+            Some(reason) => write!(f, ": {}", reason.name()),
+            None => write!(f, ": reason {reason}"),
+        }
+    }
+}
+
+/// A store status code in words: `ok`, `read_only`; one this version has no name for as
+/// `state N`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StoreStatusWords(pub u64);
+
+impl core::fmt::Display for StoreStatusWords {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match StoreState::from_code(self.0) {
+            Some(state) => f.write_str(state.name()),
+            None => write!(f, "state {}", self.0),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,5 +192,21 @@ mod tests {
         assert_eq!(CameraReason::from_code(9), None);
         assert_eq!(StoreState::from_code(4), Some(StoreState::ReadOnly));
         assert_eq!(StoreState::ReadOnly.name(), "read_only");
+    }
+
+    /// The words (tests have std).
+    fn words(value: impl core::fmt::Display) -> std::string::String {
+        std::format!("{value}")
+    }
+
+    #[test]
+    fn status_codes_in_words_and_unknown_ones_as_numbers() {
+        let code = camera_status_code(CameraState::Offline, CameraReason::AuthFailed);
+        assert_eq!(words(CameraStatusWords(code)), "offline: auth_failed");
+        let online = camera_status_code(CameraState::Online, CameraReason::None);
+        assert_eq!(words(CameraStatusWords(online)), "online");
+        assert_eq!(words(CameraStatusWords(9 << 3 | 6)), "state 6: reason 9");
+        assert_eq!(words(StoreStatusWords(4)), "read_only");
+        assert_eq!(words(StoreStatusWords(42)), "state 42");
     }
 }

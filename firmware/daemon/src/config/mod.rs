@@ -145,6 +145,15 @@ pub struct HttpConfig {
     /// generated at first start into `http-token` in the store directory (mode 0600).
     #[serde(default)]
     pub token_file: Option<PathBuf>,
+    /// Serve the browser page (`/`, `/login`) next to the API; on unless `ui = false`.
+    #[serde(default = "default_http_ui")]
+    pub ui: bool,
+}
+
+/// The page is on by default: it shows only what the API already serves behind the same
+/// token, and an `[http]` section is already an opt-in to serving recordings.
+fn default_http_ui() -> bool {
+    true
 }
 
 /// Shortest token accepted from the config: 16 characters are ~95 bits as random base64 and
@@ -881,6 +890,9 @@ min_interval = "10s"
         let http = parse(&with_http).unwrap().http.unwrap();
         assert_eq!(http.listen.port(), 7421);
         assert!(http.token.is_none() && http.token_file.is_none());
+        assert!(http.ui, "the page is on by default");
+        let without_ui = format!("{with_http}ui = false\n");
+        assert!(!parse(&without_ui).unwrap().http.unwrap().ui);
 
         let both = format!(
             "{GOOD}\n[http]\nlisten = \"0.0.0.0:7421\"\ntoken = \"0123456789abcdef\"\n\

@@ -1,6 +1,6 @@
 //! The API token: where it comes from (`[http] token`, `token_file`, or one generated at first
-//! start), and the check every request passes (`Authorization: Bearer T` or `?token=T`, compared
-//! in constant time).
+//! start), and the check every request passes (`Authorization: Bearer T`, `?token=T`, or the
+//! page's login cookie [`COOKIE_NAME`], compared in constant time).
 //!
 //! [`resolve_token`] does blocking file I/O once at start-up; [`Token::matches_request`] is pure
 //! and called from the router's middleware on every request.
@@ -15,6 +15,10 @@ use crate::config::{HttpConfig, MIN_HTTP_TOKEN_CHARS};
 
 /// File name of the generated token inside the store directory.
 pub const GENERATED_TOKEN_FILE: &str = "http-token";
+
+/// The cookie the page's login sets: the token itself, percent-encoded (a configured token may
+/// hold characters a cookie value cannot).
+pub const COOKIE_NAME: &str = "edgenvr_token";
 
 /// Random bytes in a generated token: 24 bytes are 192 bits, 32 base64url characters.
 const GENERATED_TOKEN_BYTES: usize = 24;
@@ -82,6 +86,26 @@ impl Token {
             url::form_urlencoded::parse(query.as_bytes())
                 .any(|(key, value)| key == "token" && self.matches(&value))
         })
+    }
+
+    /// Whether a `Cookie` header carries this token as [`COOKIE_NAME`] (set by the page's login).
+    pub fn matches_cookie(&self, cookie_header: Option<&str>) -> bool {
+        cookie_header.is_some_and(|header| {
+            header
+                .split(';')
+                .filter_map(|pair| pair.trim().split_once('='))
+                .filter(|(name, _)| *name == COOKIE_NAME)
+                .any(|(_, value)| {
+                    // The value is percent-encoded form text, as `cookie_value` wrote it.
+                    url::form_urlencoded::parse(format!("t={value}").as_bytes())
+                        .any(|(_, decoded)| self.matches(&decoded))
+                })
+        })
+    }
+
+    /// The value of the login cookie for this token (percent-encoded).
+    pub fn cookie_value(&self) -> String {
+        url::form_urlencoded::byte_serialize(self.0.as_bytes()).collect()
     }
 }
 
@@ -196,12 +220,31 @@ mod tests {
     }
 
     #[test]
+    fn login_cookie_round_trips_any_token() {
+        for text in ["0123456789abcdef", "a b;c,d=\"e\"%+é-0123456789"] {
+            let token = Token::new(text);
+            let header = format!(
+                "theme=dark; {COOKIE_NAME}={}; other=1",
+                token.cookie_value()
+            );
+            assert!(token.matches_cookie(Some(&header)), "{header}");
+            assert!(!token.cookie_value().contains([';', ',', ' ', '"']));
+        }
+        let token = Token::new("0123456789abcdef");
+        assert!(!token.matches_cookie(Some("edgenvr_token=0123456789abcdeX")));
+        assert!(!token.matches_cookie(Some("other_token=0123456789abcdef")));
+        assert!(!token.matches_cookie(Some("edgenvr_token")));
+        assert!(!token.matches_cookie(None));
+    }
+
+    #[test]
     fn generated_once_with_mode_0600_then_reused() {
         let dir = tempfile::tempdir().unwrap();
         let config = HttpConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
             token: None,
             token_file: None,
+            ui: true,
         };
         let (first, _) = resolve_token(&config, dir.path()).unwrap();
         assert_eq!(first.expose().len(), 32);
@@ -220,6 +263,7 @@ mod tests {
             listen: "127.0.0.1:0".parse().unwrap(),
             token: None,
             token_file: Some(path.clone()),
+            ui: true,
         };
         assert!(matches!(
             resolve_token(&config, dir.path()),

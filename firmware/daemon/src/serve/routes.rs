@@ -1,7 +1,8 @@
 //! The HTTP routes: `GET /api/recordings`, `GET /api/clip.mp4` (a time range, or one event by
-//! id) and `POST /api/outputs/{name}` (in `outputs`), the token check in front of every route,
-//! and the JSON error bodies (400 bad query, 401 no or wrong token, 404 no video or no such
-//! event, 416 bad range, 500 store failure).
+//! id), `POST /api/outputs/{name}` (in `outputs`), `GET /api/live` (in `live`), the page (in
+//! `ui`), the token check in front of every route, and the JSON error bodies (400 bad query, 401
+//! no or wrong token, 403 a cookie-authenticated change from another origin, 404 no video or no
+//! such event, 416 bad range, 500 store failure).
 //!
 //! Handlers parse the query, plan on the blocking pool (the store does file I/O) and answer; a
 //! clip body streams from [`super::clip::body_stream`].
@@ -19,8 +20,10 @@ use serde::Deserialize;
 
 use super::auth::Token;
 use super::clip::{body_stream, ClipError, ClipPlan, ClipReader};
+use super::live::LiveFeed;
 use super::range::{parse_range, RangeRequest};
 use super::times::{format_ms, parse_query_time_ms};
+use super::ui::{self, Credential};
 use crate::media::TIMESCALE_90K;
 use crate::store::{CameraRecordings, Store};
 
@@ -40,31 +43,49 @@ pub struct ApiState {
     pub downloads: Arc<tokio::sync::Semaphore>,
     /// Manual output commands (`None` on a box without outputs).
     pub outputs: Option<crate::gpio::OutputControl>,
+    /// The state bus for `GET /api/live`; none on a bare API server.
+    pub live: Option<LiveFeed>,
+    /// Serve the page (`[http] ui`).
+    pub ui: bool,
+    /// Becomes `true` when the server shuts down: long-lived responses (live streams) end.
+    pub stopping: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl ApiState {
-    /// The state of a server reading `store` and requiring `token`.
+    /// The state of a server reading `store` and requiring `token`, without live state or page.
     pub fn new(store: Store, token: Token) -> ApiState {
         ApiState {
             store,
             token,
             downloads: Arc::new(tokio::sync::Semaphore::new(MAX_CLIP_DOWNLOADS)),
             outputs: None,
+            live: None,
+            ui: false,
+            stopping: Arc::new(tokio::sync::watch::Sender::new(false)),
         }
     }
 }
 
-/// The router with its routes and the token check.
+/// The router with its routes, the token check and the security headers.
 pub fn router(state: ApiState) -> Router {
-    Router::new()
+    let api = Router::new()
         .route("/api/recordings", get(recordings))
         .route("/api/clip.mp4", get(clip))
         .route("/api/outputs/{name}", post(super::outputs::set))
+        .route("/api/live", get(super::live::live))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_token,
-        ))
+        ));
+    // The page's routes bring their own check (the login is public).
+    let routes = if state.ui {
+        api.merge(ui::router(state.clone()))
+    } else {
+        api
+    };
+    routes
+        .layer(axum::middleware::from_fn(ui::security_headers))
         .with_state(state)
 }
 
@@ -113,28 +134,30 @@ impl From<ClipError> for ApiError {
 }
 
 async fn require_token(State(state): State<ApiState>, request: Request, next: Next) -> Response {
-    let authorization = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    if state
-        .token
-        .matches_request(authorization, request.uri().query())
-    {
-        next.run(request).await
-    } else {
-        ApiError::new(
+    match ui::credential(&state, &request) {
+        Some(Credential::Cookie)
+            if !ui::cookie_request_is_same_origin(request.method(), request.headers()) =>
+        {
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "a change authenticated by the page's cookie must come from the page",
+            )
+            .into_response()
+        }
+        Some(_) => next.run(request).await,
+        None => ApiError::new(
             StatusCode::UNAUTHORIZED,
             "missing or wrong token: send `Authorization: Bearer TOKEN` or `?token=TOKEN`",
         )
-        .into_response()
+        .into_response(),
     }
 }
 
 async fn not_found() -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
-        "no such endpoint (GET /api/recordings, GET /api/clip.mp4, POST /api/outputs/NAME)",
+        "no such endpoint (GET /api/recordings, GET /api/clip.mp4, POST /api/outputs/NAME, \
+         GET /api/live)",
     )
 }
 
