@@ -4,10 +4,18 @@
 # crates under qemu-user for aarch64 and armv7, and the microcontroller build of the protocol.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Each step prints the time the one before it took and the running total, so a CI log shows
+# where the suite's minutes go.
+suite_start=$SECONDS
+step_start=$SECONDS
+step() {
+  printf '\n(%ds; %ds so far)\n==> %s\n' $((SECONDS - step_start)) $((SECONDS - suite_start)) "$*"
+  step_start=$SECONDS
+}
+
+step "setup (apt packages, Rust toolchain and targets)"
 scripts/setup.sh
 [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
-
-step() { printf '\n==> %s\n' "$*"; }
 
 step "format"
 cargo fmt --all -- --check
