@@ -48,6 +48,12 @@ const FRAGMENT_MAGIC: &[u8; 4] = b"EVFH";
 const EVENT_MAGIC: &[u8; 4] = b"EVER";
 /// Bytes of the slot header payload covered by its checksum (the checksum follows them).
 const SLOT_HEADER_CHECKED_BYTES: usize = 248;
+/// The slot header's chain flags: the last byte its checksum covers (after the zero padding, so
+/// headers written before the flags existed read as 0).
+const SLOT_CHAIN_FLAGS_AT: usize = SLOT_HEADER_CHECKED_BYTES - 1;
+/// Chain flag: every entry of the segment's chain links to the one before it (see
+/// [`SlotHeader::linked`]).
+const CHAIN_LINKED_FLAG: u8 = 1;
 /// Bytes of the fragment header payload covered by its checksum (the checksum follows them).
 pub const FRAGMENT_HEADER_CHECKED_BYTES: usize = 60;
 
@@ -148,6 +154,12 @@ pub struct SlotHeader {
     /// which the newest segment carries forward so the store can say how many were written,
     /// are listed and were wrapped over ([`CameraTotals`](super::CameraTotals)).
     pub camera_fragments_before: u64,
+    /// The segment's chain is linked: each fragment header carries the checksum of the entry
+    /// before it ([`FragmentHeader::link`]; the slot header's own checksum for the first), and
+    /// each event record's checksum starts from it. Recovery then cannot take bytes of an
+    /// earlier write of the same segment id for this one's (design/storage.md, "Recovery").
+    /// Slots written before links existed read `false` and keep the older rule.
+    pub linked: bool,
 }
 
 /// Why header bytes were not accepted.
@@ -178,8 +190,9 @@ fn codec_byte(codec: VideoCodec) -> u8 {
 }
 
 impl SlotHeader {
-    /// Appends the 4096-byte header region (a `free` box) to `buf`.
-    pub fn encode(&self, buf: &mut Vec<u8>) {
+    /// Appends the 4096-byte header region (a `free` box) to `buf`; returns its checksum, the
+    /// link of the chain's first entry.
+    pub fn encode(&self, buf: &mut Vec<u8>) -> u32 {
         let start = buf.len();
         put_free_box_header(buf, SLOT_HEADER_BYTES as u32);
         let payload_start = buf.len();
@@ -211,10 +224,24 @@ impl SlotHeader {
         put_u8(buf, name.len() as u8);
         buf.extend_from_slice(name);
         put_zeros(buf, SLOT_HEADER_CHECKED_BYTES - (buf.len() - payload_start));
+        if self.linked {
+            buf[payload_start + SLOT_CHAIN_FLAGS_AT] = CHAIN_LINKED_FLAG;
+        }
         let crc = CRC32C.checksum(&buf[payload_start..]);
         put_u32(buf, crc);
         // The rest of the page stays zero.
         put_zeros(buf, SLOT_HEADER_BYTES as usize - (buf.len() - start));
+        crc
+    }
+
+    /// The stored checksum of a header region that [`SlotHeader::decode`] accepted: the link
+    /// of the chain's first entry.
+    pub fn stored_crc(region: &[u8]) -> u32 {
+        let at = 8 + SLOT_HEADER_CHECKED_BYTES;
+        region
+            .get(at..at + 4)
+            .and_then(|b| b.try_into().ok())
+            .map_or(0, u32::from_be_bytes)
     }
 
     /// Decodes the header region (at least [`SLOT_HEADER_BYTES`] bytes).
@@ -280,6 +307,7 @@ impl SlotHeader {
             .and_then(|b| std::str::from_utf8(b).ok())
             .ok_or(field("camera"))?
             .to_owned();
+        let linked = checked[SLOT_CHAIN_FLAGS_AT] & CHAIN_LINKED_FLAG != 0;
         Ok(SlotHeader {
             store_id,
             slot_index,
@@ -297,6 +325,7 @@ impl SlotHeader {
             lifetime_syncs_before,
             laps_before,
             camera_fragments_before,
+            linked,
         })
     }
 }
@@ -344,9 +373,10 @@ pub struct EventRecord {
 
 impl EventRecord {
     /// Appends the record box (a `free` box, [`EventRecord::encoded_len`] bytes) for segment
-    /// `segment_id` to `buf`. Sensor names beyond [`MAX_EVENT_SENSORS`] or longer than
-    /// [`MAX_EVENT_SENSOR_BYTES`] are left out.
-    pub fn encode(&self, segment_id: u64, buf: &mut Vec<u8>) {
+    /// `segment_id` to `buf`; returns its checksum, the next entry's link. In a linked chain
+    /// the checksum starts from `link`, the checksum of the entry before it. Sensor names
+    /// beyond [`MAX_EVENT_SENSORS`] or longer than [`MAX_EVENT_SENSOR_BYTES`] are left out.
+    pub fn encode(&self, segment_id: u64, link: Option<u32>, buf: &mut Vec<u8>) -> u32 {
         let sensors: Vec<&String> = self.kept_sensors().collect();
         let size = self.encoded_len();
         let start = buf.len();
@@ -367,9 +397,10 @@ impl EventRecord {
             put_u8(buf, sensor.len() as u8);
             buf.extend_from_slice(sensor.as_bytes());
         }
-        let crc = CRC32C.checksum(&buf[start + 8..]);
+        let crc = record_crc(link, &buf[start + 8..]);
         put_u32(buf, crc);
         debug_assert_eq!((buf.len() - start) as u64, size);
+        crc
     }
 
     /// Bytes [`EventRecord::encode`] appends.
@@ -393,9 +424,10 @@ impl EventRecord {
         (r.take(4)? == b"free" && r.take(4)? == EVENT_MAGIC).then_some(size)
     }
 
-    /// Decodes a whole record box, checking its checksum; returns the record and its segment id.
-    /// `None` for anything else (damage, another box, a different version).
-    pub fn decode(bytes: &[u8]) -> Option<(EventRecord, u64)> {
+    /// Decodes a whole record box, checking its checksum (started from `link` in a linked
+    /// chain); returns the record, its segment id and its checksum. `None` for anything else
+    /// (damage, another box, a different version, a record of another chain).
+    pub fn decode(bytes: &[u8], link: Option<u32>) -> Option<(EventRecord, u64, u32)> {
         let size = usize::try_from(Self::declared_len(bytes)?).ok()?;
         if !(EVENT_RECORD_FIXED_BYTES as usize + 4..=MAX_EVENT_RECORD_BYTES as usize)
             .contains(&size)
@@ -404,7 +436,8 @@ impl EventRecord {
         }
         let bytes = bytes.get(..size)?;
         let (checked, crc) = bytes.get(8..)?.split_at(size - 8 - 4);
-        if CRC32C.checksum(checked) != u32::from_be_bytes(crc.try_into().ok()?) {
+        let crc = u32::from_be_bytes(crc.try_into().ok()?);
+        if record_crc(link, checked) != crc {
             return None;
         }
         let mut r = Reader::new(checked);
@@ -446,8 +479,19 @@ impl EventRecord {
                 event,
             },
             segment_id,
+            crc,
         ))
     }
+}
+
+/// An event record's checksum over its fields, started from the link in a linked chain.
+fn record_crc(link: Option<u32>, fields: &[u8]) -> u32 {
+    let mut digest = CRC32C.digest();
+    if let Some(link) = link {
+        digest.update(&link.to_be_bytes());
+    }
+    digest.update(fields);
+    digest.finalize()
 }
 
 /// The private header written (as a `free` box) before each fragment's `moof`.
@@ -473,6 +517,10 @@ pub struct FragmentHeader {
     /// the gap between two events of an events-mode camera). The segment's own timeline runs on
     /// without the gap; the wall clock says how long it was.
     pub discontinuity: bool,
+    /// In a linked chain ([`SlotHeader::linked`]), the checksum of the entry before this one
+    /// (the slot header's for the first entry); 0 otherwise. Four of the bytes older headers
+    /// kept reserved, covered by the checksum.
+    pub link: u32,
 }
 
 /// [`FragmentHeader::discontinuity`] in the flags byte.
@@ -502,6 +550,7 @@ impl FragmentHeader {
         put_u32(buf, self.duration_90k);
         put_u32(buf, self.frame_count);
         put_u32(buf, self.segment_syncs);
+        put_u32(buf, self.link);
         put_zeros(
             buf,
             FRAGMENT_HEADER_CHECKED_BYTES - (buf.len() - payload_start),
@@ -536,6 +585,7 @@ impl FragmentHeader {
             frame_count: r.u32()?,
             segment_syncs: r.u32()?,
             discontinuity: flags & DISCONTINUITY_FLAG != 0,
+            link: r.u32()?,
         };
         let crc_at = 8 + FRAGMENT_HEADER_CHECKED_BYTES;
         let crc = u32::from_be_bytes(bytes.get(crc_at..crc_at + 4)?.try_into().ok()?);
@@ -622,6 +672,7 @@ mod tests {
             lifetime_syncs_before: 99,
             laps_before: 3,
             camera_fragments_before: 1234,
+            linked: true,
         }
     }
 
@@ -633,6 +684,16 @@ mod tests {
         assert_eq!(&buf[..8], &[0, 0, 0x10, 0, b'f', b'r', b'e', b'e']);
         assert_eq!(&buf[8..12], b"EVSH");
         assert_eq!(SlotHeader::decode(&buf), Ok(header()));
+        // A header written before chain links existed (flags byte zero) reads as unlinked.
+        let unlinked = SlotHeader {
+            linked: false,
+            ..header()
+        };
+        let mut old = Vec::new();
+        let crc = unlinked.encode(&mut old);
+        assert_eq!(old[8 + SLOT_CHAIN_FLAGS_AT], 0);
+        assert_eq!(SlotHeader::stored_crc(&old), crc);
+        assert_eq!(SlotHeader::decode(&old), Ok(unlinked));
     }
 
     #[test]
@@ -657,6 +718,7 @@ mod tests {
             frame_count: 25,
             segment_syncs: 1,
             discontinuity: true,
+            link: 0xfeed_f00d,
         };
         let body = [1u8, 2, 3];
         let mut buf = Vec::new();
@@ -699,38 +761,44 @@ mod tests {
         for end in [None, Some(1_700_000_009_500)] {
             let record = record(end, vec!["pir-door".into(), "pir-yard".into()]);
             let mut bytes = Vec::new();
-            record.encode(42, &mut bytes);
+            let crc = record.encode(42, Some(7), &mut bytes);
             assert_eq!(bytes.len() as u64, record.encoded_len());
             assert_eq!(&bytes[4..12], b"freeEVER");
             assert_eq!(EventRecord::declared_len(&bytes), Some(bytes.len() as u64));
-            assert_eq!(EventRecord::decode(&bytes), Some((record.clone(), 42)));
+            assert_eq!(
+                EventRecord::decode(&bytes, Some(7)),
+                Some((record.clone(), 42, crc))
+            );
+            // The same record behind another entry, or in an unlinked chain, is not this one.
+            assert_eq!(EventRecord::decode(&bytes, Some(8)), None);
+            assert_eq!(EventRecord::decode(&bytes, None), None);
             // A record is never mistaken for a fragment header, nor a fragment for a record.
             assert!(FragmentHeader::decode(&bytes).is_none());
             for bit in 0..bytes.len() * 8 {
                 let mut damaged = bytes.clone();
                 damaged[bit / 8] ^= 1 << (bit % 8);
                 assert_eq!(
-                    EventRecord::decode(&damaged),
+                    EventRecord::decode(&damaged, Some(7)),
                     None,
                     "bit {bit} flipped and still decoded"
                 );
             }
         }
-        assert_eq!(EventRecord::decode(&[0u8; 100]), None);
+        assert_eq!(EventRecord::decode(&[0u8; 100], None), None);
     }
 
     #[test]
     fn an_event_record_keeps_at_most_its_bounds_of_sensors() {
         let crowded = record(Some(1), vec!["x".repeat(32); 100]);
         let mut bytes = Vec::new();
-        crowded.encode(1, &mut bytes);
+        crowded.encode(1, None, &mut bytes);
         assert!(bytes.len() as u64 <= MAX_EVENT_RECORD_BYTES);
-        let (decoded, _) = EventRecord::decode(&bytes).unwrap();
+        let (decoded, _, _) = EventRecord::decode(&bytes, None).unwrap();
         assert_eq!(decoded.event.sensors.len(), MAX_EVENT_SENSORS);
         let overlong = record(None, vec!["y".repeat(65), "ok".into()]);
         let mut bytes = Vec::new();
-        overlong.encode(1, &mut bytes);
-        let (decoded, _) = EventRecord::decode(&bytes).unwrap();
+        overlong.encode(1, None, &mut bytes);
+        let (decoded, _, _) = EventRecord::decode(&bytes, None).unwrap();
         assert_eq!(decoded.event.sensors, vec!["ok".to_string()]);
     }
 

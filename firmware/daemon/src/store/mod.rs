@@ -634,6 +634,12 @@ fn recover(
             if let Some(slot) = scans.get_mut(index as usize) {
                 *slot = rescan;
             }
+            if repair {
+                // What was just verified may still be only in the page cache (the previous
+                // process was killed, not the power): put it on the card before new segments
+                // push this one out of the newest two, after which only its headers are read.
+                sync_slot(dir, index)?;
+            }
         }
     }
 
@@ -697,6 +703,13 @@ fn scan_one(
         .map_err(|e| StoreError::io(&path, "scan slot", e))
 }
 
+fn sync_slot(dir: &Path, index: u32) -> Result<(), StoreError> {
+    let path = slot_path(dir, index);
+    File::open(&path)
+        .and_then(|file| file.sync_data())
+        .map_err(|e| StoreError::io(&path, "sync slot", e))
+}
+
 fn describe_end(end: &ScanEnd) -> String {
     match end {
         ScanEnd::TailCover => "the tail cover".into(),
@@ -706,6 +719,10 @@ fn describe_end(end: &ScanEnd) -> String {
         ScanEnd::OlderLap => "a fragment of an older lap".into(),
         ScanEnd::ChecksumFailed { index } => format!("fragment {index} failing its checksum"),
         ScanEnd::TooLong => "a fragment longer than the slot".into(),
+        ScanEnd::BrokenLink { index } => format!(
+            "fragment {index} of an earlier write of this segment (it does not link to the \
+             entry before it)"
+        ),
     }
 }
 
@@ -733,8 +750,14 @@ fn slot_state(scan: SlotScan) -> SlotState {
     let counters = match &scan.header {
         Some(header) => SlotCounters {
             // The first write covers the slot up to the first fragment's end, each later one a
-            // fragment; every write also carries the tail cover's 8 bytes.
+            // fragment; every write also carries the tail cover's 8 bytes. A linked segment
+            // that reused its slot wrote its header page once more, first.
             bytes_written: header.lifetime_bytes_before
+                + if header.linked && header.laps_before > 0 {
+                    SLOT_HEADER_BYTES
+                } else {
+                    0
+                }
                 + if scan.fragments.is_empty() {
                     0
                 } else {
@@ -764,6 +787,8 @@ fn slot_state(scan: SlotScan) -> SlotState {
 
 #[cfg(test)]
 mod model_tests;
+#[cfg(test)]
+mod recovery_tests;
 #[cfg(test)]
 mod tests;
 

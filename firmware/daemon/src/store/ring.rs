@@ -130,6 +130,7 @@ mod tests {
                 lifetime_syncs_before: 0,
                 laps_before: 0,
                 camera_fragments_before: 0,
+                linked: true,
             }),
             ..SlotState::default()
         }

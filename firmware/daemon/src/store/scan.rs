@@ -3,9 +3,11 @@
 //!
 //! The scan walks from the init segment along the chain of fragments and event records and stops
 //! at the first entry that does not continue it (another segment id — an older lap's bytes —, a
-//! wrong index or position, a length past the slot end, an event record failing its checksum)
-//! or, when asked to verify, a fragment whose checksum fails. Everything before that point is
-//! kept: it is what the writer completed.
+//! wrong index or position, a length past the slot end, an event record failing its checksum,
+//! in a linked chain an entry that does not link to the one before it — bytes of an earlier
+//! write of the same segment id) or, when asked to verify, a fragment whose checksum fails.
+//! Everything before that point is kept: it is what the writer completed, in the order it wrote
+//! it (design/storage.md, "Recovery", states the rule).
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -79,6 +81,13 @@ pub enum ScanEnd {
     },
     /// At a fragment whose declared length runs past the slot end.
     TooLong,
+    /// At a fragment of this segment that does not link to the entry before it: bytes of an
+    /// earlier write of the same segment id (a segment restarted after a power cut lost its
+    /// header), never this write's continuation.
+    BrokenLink {
+        /// Its index in the segment.
+        index: u32,
+    },
 }
 
 /// What a slot holds.
@@ -136,6 +145,8 @@ pub fn scan_slot(
         empty.header_problem = Some(HeaderError::Field("init_len"));
         return Ok(empty);
     }
+    // The chain's running link: the checksum of the last entry accepted.
+    let mut link = header.linked.then(|| SlotHeader::stored_crc(&region));
     let mut init = vec![0u8; header.init_len as usize];
     file.read_exact_at(&mut init, SLOT_HEADER_BYTES)?;
     if CRC32C.checksum(&init) != header.init_crc {
@@ -167,16 +178,17 @@ pub fn scan_slot(
             }
             record.resize(declared as usize, 0);
             file.read_exact_at(&mut record, offset)?;
-            match EventRecord::decode(&record) {
-                Some((event, segment_id))
+            match EventRecord::decode(&record, link) {
+                Some((event, segment_id, crc))
                     if segment_id == header.segment_id
                         && event.after_fragments as usize == fragments.len() =>
                 {
                     events.push(event);
+                    link = link.map(|_| crc);
                     offset += declared;
                     continue;
                 }
-                Some((_, segment_id)) if segment_id != header.segment_id => {
+                Some((_, segment_id, _)) if segment_id != header.segment_id => {
                     break ScanEnd::OlderLap
                 }
                 _ => break ScanEnd::BadEventRecord,
@@ -190,6 +202,11 @@ pub fn scan_slot(
         }
         if fragment.index as usize != fragments.len() {
             break ScanEnd::NotAFragment;
+        }
+        if link.is_some_and(|link| link != fragment.link) {
+            break ScanEnd::BrokenLink {
+                index: fragment.index,
+            };
         }
         let body_offset = offset + FRAGMENT_HEADER_BYTES;
         let end_offset = body_offset + u64::from(fragment.body_len);
@@ -218,6 +235,7 @@ pub fn scan_slot(
             crc,
             discontinuity: fragment.discontinuity,
         });
+        link = link.map(|_| crc);
         offset = end_offset;
     };
     Ok(SlotScan {

@@ -12,14 +12,14 @@ use super::format::{slot_path, MarkerState, MARKER_FILE};
 use super::*;
 use crate::media::{synthetic, Gop, StreamParams};
 
-const SLOT_BYTES: u64 = 64 << 10;
+pub(super) const SLOT_BYTES: u64 = 64 << 10;
 
-fn params(width: u16) -> Arc<StreamParams> {
+pub(super) fn params(width: u16) -> Arc<StreamParams> {
     synthetic::h264_params(width, 240)
 }
 
 /// GOP number `n` of a 1 s, 25-frame stream; every GOP has the same byte size.
-fn gop(params: &Arc<StreamParams>, n: i64) -> Gop {
+pub(super) fn gop(params: &Arc<StreamParams>, n: i64) -> Gop {
     // Each frame: one 96-byte NAL unit behind its 4-byte length, filled with the GOP number.
     let frame = Bytes::from([&[0, 0, 0, 96][..], &[n as u8; 96]].concat());
     synthetic::gop(
@@ -31,7 +31,7 @@ fn gop(params: &Arc<StreamParams>, n: i64) -> Gop {
     )
 }
 
-fn new_store(dir: &Path, slots: u32) {
+pub(super) fn new_store(dir: &Path, slots: u32) {
     init_store(
         dir,
         &InitOptions {
@@ -44,7 +44,7 @@ fn new_store(dir: &Path, slots: u32) {
     .unwrap();
 }
 
-fn options(segment_seconds: i64) -> WriterOptions {
+pub(super) fn options(segment_seconds: i64) -> WriterOptions {
     WriterOptions {
         segment_90k: Some(segment_seconds * 90_000),
         sync_interval: Duration::ZERO,
@@ -52,7 +52,12 @@ fn options(segment_seconds: i64) -> WriterOptions {
     }
 }
 
-fn write_gops(store: &Store, camera: &str, segment_seconds: i64, gops: std::ops::Range<i64>) {
+pub(super) fn write_gops(
+    store: &Store,
+    camera: &str,
+    segment_seconds: i64,
+    gops: std::ops::Range<i64>,
+) {
     let p = params(320);
     let mut writer = store
         .camera_writer(camera, options(segment_seconds))
@@ -63,7 +68,7 @@ fn write_gops(store: &Store, camera: &str, segment_seconds: i64, gops: std::ops:
     writer.close().unwrap();
 }
 
-fn fragment_counts(store: &Store) -> Vec<(u32, usize)> {
+pub(super) fn fragment_counts(store: &Store) -> Vec<(u32, usize)> {
     store
         .segments()
         .iter()
@@ -359,7 +364,7 @@ fn a_gop_larger_than_a_slot_or_without_key_frame_is_refused() {
     assert!(store.segments().is_empty());
 }
 
-fn event(start_wall_ms: i64, pre_roll_ms: i64, sensor: &str) -> EventInfo {
+pub(super) fn event(start_wall_ms: i64, pre_roll_ms: i64, sensor: &str) -> EventInfo {
     EventInfo {
         id: 0,
         start_wall_ms,

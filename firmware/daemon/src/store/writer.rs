@@ -105,6 +105,9 @@ struct OpenSegment {
     last_sync: Instant,
     dirty: bool,
     syncs: u32,
+    /// The checksum of the chain's last entry (the slot header's before the first): what the
+    /// next entry links to.
+    link: u32,
 }
 
 /// A segment's timeline: where each GOP goes in media time, with the gaps in the camera's media
@@ -386,13 +389,14 @@ impl CameraWriter {
             return Ok(false);
         }
         self.write_buf.clear();
-        record.encode(segment.segment_id, &mut self.write_buf);
+        let crc = record.encode(segment.segment_id, Some(segment.link), &mut self.write_buf);
         cover_rest(&mut self.write_buf, offset, slot_bytes);
         if let Err(e) = segment.file.write_all_at(&self.write_buf, offset) {
             let error = StoreError::io(&segment.path, "write event record", e);
             self.abandon_segment();
             return Err(error);
         }
+        segment.link = crc;
         segment.dirty = true;
         segment.next_offset = offset + record.encoded_len();
         let slot = segment.slot;
@@ -472,7 +476,7 @@ impl CameraWriter {
             )));
         }
 
-        let (slot, header) = self.allocate_slot(gop)?;
+        let (slot, header, reused) = self.allocate_slot(gop)?;
         let path = slot_path(self.store.dir(), slot);
         let file = match OpenOptions::new().write(true).open(&path) {
             Ok(file) => file,
@@ -493,17 +497,42 @@ impl CameraWriter {
             last_sync: Instant::now(),
             dirty: false,
             syncs: 0,
+            link: 0,
         };
         let mut head = Vec::with_capacity(fragment_at);
-        header.encode(&mut head);
+        segment.link = header.encode(&mut head);
         head.extend_from_slice(&self.init_buf);
         if let Some(record) = &record {
-            record.encode(header.segment_id, &mut head);
+            segment.link = record.encode(header.segment_id, Some(segment.link), &mut head);
         }
         debug_assert_eq!(head.len(), fragment_at);
         // Same length as the room left for them, so nothing behind them moves.
         self.write_buf.splice(..fragment_at, head);
         segment.next_offset += record_len as u64;
+        let mut write_at = 0;
+        if reused {
+            // The slot holds an older segment whose chain recovery walks by headers only. Put
+            // the new header on the card before anything else, so a power cut cannot leave the
+            // old header in front of new bytes written over the old fragments.
+            let header_page = self
+                .write_buf
+                .get(..SLOT_HEADER_BYTES as usize)
+                .unwrap_or_default();
+            if let Err(e) = segment
+                .file
+                .write_all_at(header_page, 0)
+                .and_then(|()| segment.file.sync_data())
+            {
+                self.release_slot(slot, true);
+                return Err(StoreError::io(&segment.path, "write slot header", e));
+            }
+            segment.syncs += 1;
+            if let Some(state) = self.store.ring().slots.get_mut(slot as usize) {
+                state.counters.syncs += 1;
+                state.counters.bytes_written += SLOT_HEADER_BYTES;
+            }
+            write_at = SLOT_HEADER_BYTES;
+        }
         let offset = segment.next_offset;
         let info = encode_fragment(
             &mut segment,
@@ -514,6 +543,9 @@ impl CameraWriter {
             fragment_at,
         )?;
         cover_rest(&mut self.write_buf, 0, slot_bytes);
+        if write_at > 0 {
+            self.write_buf.drain(..write_at as usize);
+        }
         if let (Some(record), Some(state)) = (
             record.take(),
             self.store.ring().slots.get_mut(slot as usize),
@@ -522,12 +554,13 @@ impl CameraWriter {
         }
         tracing::debug!(camera = %self.camera, slot, segment = header.segment_id, "segment started");
         self.segment = Some(segment);
-        self.write_fragment(0, info, placement.timeline_after)
+        self.write_fragment(write_at, info, placement.timeline_after)
     }
 
     /// Picks the slot, and records the new segment in the index (the slot's old content is no
     /// longer listed from here on; its fragments count as overwritten for their camera).
-    fn allocate_slot(&mut self, gop: &Gop) -> Result<(u32, SlotHeader), StoreError> {
+    /// Returns the slot, the new header, and whether the slot held a segment before.
+    fn allocate_slot(&mut self, gop: &Gop) -> Result<(u32, SlotHeader, bool), StoreError> {
         let store_id = self.store.inner.marker.store_id;
         let mut ring = self.store.ring();
         let index = ring::choose_slot(&ring.slots, &ring.writers, &self.camera, ring.event_share)
@@ -567,7 +600,9 @@ impl CameraWriter {
             lifetime_syncs_before: state.counters.syncs,
             laps_before: state.counters.segments as u32,
             camera_fragments_before,
+            linked: true,
         };
+        let reused = state.header.is_some();
         if let Some(old) = &state.header {
             let fragments = state.fragments.len() as u64;
             *ring.overwritten.entry(old.camera.clone()).or_default() += fragments;
@@ -587,7 +622,7 @@ impl CameraWriter {
         state.end_offset = SLOT_HEADER_BYTES + u64::from(header.init_len);
         state.busy = true;
         state.counters.segments += 1;
-        Ok((index as u32, header))
+        Ok((index as u32, header, reused))
     }
 
     /// Writes `write_buf` at `offset`, then publishes the fragment and syncs if due.
@@ -710,6 +745,7 @@ fn encode_fragment(
         frame_count: gop.frames.len() as u32,
         segment_syncs: segment.syncs,
         discontinuity: placement.discontinuity,
+        link: segment.link,
     };
     let mut header_bytes = Vec::with_capacity(FRAGMENT_HEADER_BYTES as usize);
     header.encode(body, &mut header_bytes);
@@ -722,6 +758,7 @@ fn encode_fragment(
     if let Some(room) = buf.get_mut(header_at..body_at) {
         room.copy_from_slice(&header_bytes);
     }
+    segment.link = crc;
     Ok(FragmentInfo {
         index: header.index,
         offset,
