@@ -3,13 +3,14 @@
 //! (`watcher`), starting real servers (gst-rtsp-server, mosquitto and its clients, and
 //! `edgenvr sim-camera`, healthy or faulty: `sim_camera`) on free ports, encoding test media with
 //! ffmpeg (`clips`, `h26x`, `aac`, `gops`), setting up stores (`test_store`), checking what was
-//! written with ffprobe (`ffprobe`, `recording`), the fuzz targets' bodies, shared by `fuzz/`
+//! written with ffprobe (`ffprobe`, `recording`) and what survived a crash (`crash`), the fuzz targets' bodies, shared by `fuzz/`
 //! and the corpus replay test (`fuzz`), and driving the box's page in a real headless Chromium
 //! (`webdriver`, `page`).
 
 pub mod aac;
 pub mod bins;
 pub mod clips;
+pub mod crash;
 pub mod edgenvr_box;
 pub mod ffprobe;
 pub mod fuzz;
