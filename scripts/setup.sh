@@ -13,6 +13,7 @@ APT_PACKAGES=(
   python3-gi gir1.2-gst-rtsp-server-1.0 python3-gst-1.0 gstreamer1.0-tools
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly
   chromium chromium-driver fonts-dejavu-core  # the page test and bench-ui drive a headless browser
+  python3-fusepy  # scripts/faulty-fs.py: a disk whose writes fail with EIO (store_faults test)
 )
 RUST_TARGETS=(aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf thumbv6m-none-eabi)
 

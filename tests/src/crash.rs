@@ -164,10 +164,15 @@ pub fn check_after_crash(
     Ok(CrashReport { fragments, lost_ms })
 }
 
-/// The config of the crash tests' box: camera `front` records `url` continuously in 2 s
-/// segments, camera `back` in events mode on the simulated PIR `pir`; data is synced every
-/// second.
-pub fn crash_box_config(work: &Path, store: &Path, url: &str) -> anyhow::Result<PathBuf> {
+/// The config of the crash and storage fault tests' box: camera `front` records `url`
+/// continuously in 2 s segments, camera `back` in events mode on the simulated PIR `pir`; data
+/// is synced every second; `extra` (TOML sections) is appended.
+pub fn crash_box_config(
+    work: &Path,
+    store: &Path,
+    url: &str,
+    extra: &str,
+) -> anyhow::Result<PathBuf> {
     let config = work.join("config.toml");
     std::fs::write(
         &config,
@@ -177,7 +182,7 @@ pub fn crash_box_config(work: &Path, store: &Path, url: &str) -> anyhow::Result<
              [[sensor]]\nname = \"pir\"\nkind = \"pir\"\nbackend = \"sim\"\n\
              [[camera]]\nname = \"front\"\nurl = \"{url}\"\n\
              [[camera]]\nname = \"back\"\nurl = \"{url}\"\nmode = \"events\"\n\
-             pre_roll = \"2s\"\npost_roll = \"2s\"\ntriggers = [\"pir\"]\n",
+             pre_roll = \"2s\"\npost_roll = \"2s\"\ntriggers = [\"pir\"]\n{extra}",
             store = store.display(),
             socket = work.join("control.sock").display(),
         ),
@@ -246,6 +251,22 @@ impl LoopDisk {
             command("umount", &[mount_arg])?;
             command("losetup", &["-d", &device])?;
         }
+        Ok(())
+    }
+
+    /// `umount -l`: the file system leaves the directory tree at once (files still open keep it
+    /// alive, unreachable), and the mount point shows what is underneath.
+    pub fn unmount_lazily(&self) -> anyhow::Result<()> {
+        let mount_arg = self.mount.to_str().context("mount path is not UTF-8")?;
+        command("umount", &["-l", mount_arg])?;
+        Ok(())
+    }
+
+    /// Mounts the device again after [`LoopDisk::unmount_lazily`].
+    pub fn mount_again(&self) -> anyhow::Result<()> {
+        let device = self.device.as_deref().context("no loop device")?;
+        let mount_arg = self.mount.to_str().context("mount path is not UTF-8")?;
+        command("mount", &["-o", "noatime", device, mount_arg])?;
         Ok(())
     }
 

@@ -190,3 +190,10 @@ pub fn send_signal(pid: u32, name: &str) -> anyhow::Result<()> {
     anyhow::ensure!(status.success(), "kill -{name} {pid} failed");
     Ok(())
 }
+
+/// The integer value of field `key` in a `tracing` log line (`key=123`), if it has one.
+pub fn log_field(line: &str, key: &str) -> Option<i64> {
+    line.split_whitespace()
+        .find_map(|field| field.strip_prefix(key)?.strip_prefix('='))
+        .and_then(|n| n.parse().ok())
+}

@@ -64,6 +64,19 @@ impl Watcher {
             line["sensor"] == sensor && line["value"] == value
         });
     }
+
+    /// Waits until each `(sensor, value)` was shown, in any order (values that change in one
+    /// frame arrive in the frame's order, not the caller's).
+    pub fn wait_for_all(&self, timeout: Duration, wanted: &[(&str, serde_json::Value)]) {
+        let seen = std::cell::RefCell::new(vec![false; wanted.len()]);
+        self.wait_for_line(timeout, |line| {
+            let mut seen = seen.borrow_mut();
+            for (n, (sensor, value)) in wanted.iter().enumerate() {
+                seen[n] |= line["sensor"] == *sensor && line["value"] == *value;
+            }
+            seen.iter().all(|s| *s)
+        });
+    }
 }
 
 /// The next item from `items` satisfying `wanted` (earlier ones are dropped), or `None` when

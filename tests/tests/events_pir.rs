@@ -28,7 +28,7 @@ use edgenvr_tests::clips::{make_clip, Codec, FPS, GOP_FRAMES};
 use edgenvr_tests::edgenvr_box::{init_store, sim_set, spawn_run};
 use edgenvr_tests::ffprobe::{count_video_frames, decode_errors};
 use edgenvr_tests::nvrctl_cli::nvrctl;
-use edgenvr_tests::process::{run, Process};
+use edgenvr_tests::process::{log_field, run, Process};
 use edgenvr_tests::rtsp_server::RtspServer;
 use nvrctl::client::StateConnection;
 use nvrctl::view::SensorValue as SeenValue;
@@ -153,11 +153,8 @@ fn int(value: &serde_json::Value, name: &str) -> i64 {
 }
 
 /// `key=N` from a log line.
-fn logged(line: &str, key: &str) -> u64 {
-    line.split_whitespace()
-        .find_map(|field| field.strip_prefix(&format!("{key}=")))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no {key}= in {line:?}"))
+fn logged(line: &str, key: &str) -> i64 {
+    log_field(line, key).unwrap_or_else(|| panic!("no {key}= in {line:?}"))
 }
 
 /// Duration of a file's video as ffprobe reads it, ms.
@@ -408,6 +405,14 @@ triggers = ["pir-hall"]
     assert_eq!(logged(&closed, "store_overwritten"), 0, "{closed}");
     assert_eq!(logged(&closed, "store_listed"), written, "{closed}");
     assert_eq!(logged(&closed, "store_written"), written, "{closed}");
+    // Every GOP accounted for: the idle stretches' GOPs left the RAM pre-roll unrecorded.
+    assert_eq!(logged(&closed, "unaccounted_gops"), 0, "{closed}");
+    assert!(logged(&closed, "not_recorded_gops") > 0, "{closed}");
+    assert_eq!(
+        logged(&closed, "assembled_gops"),
+        written + logged(&closed, "failed_gops") + logged(&closed, "not_recorded_gops"),
+        "{closed}"
+    );
 
     // `store ls` lists the four events with the right times, and agrees with the API.
     let (status, listing, err) = run(&edgenvr, &["store", "ls", store_arg, "--json"]).unwrap();
@@ -428,7 +433,7 @@ triggers = ["pir-hall"]
         .iter()
         .map(|r| int(r, "fragments"))
         .sum();
-    assert_eq!(fragments_listed as u64, written);
+    assert_eq!(fragments_listed, written);
     for (n, ((event, fired), (api_event, clip))) in events
         .iter()
         .zip(&fired)

@@ -82,7 +82,7 @@ fn kill_9_at_random_moments_keeps_everything_written() {
     let server = RtspServer::start(&[("/cam", &clip)], None).unwrap();
     let store = work.path().join("store");
     init_store(&store, &STORE_ARGS).unwrap();
-    let config = crash_box_config(work.path(), &store, &server.url("/cam", None)).unwrap();
+    let config = crash_box_config(work.path(), &store, &server.url("/cam", None), "").unwrap();
     let mut rng = rng();
     let mut lost = Vec::new();
     for kill in 0..kills {
@@ -106,7 +106,7 @@ fn power_cuts_at_random_moments_lose_only_what_was_not_synced() {
     let store = disk.mount.join("store");
     std::fs::create_dir(&store).unwrap();
     init_store(&store, &STORE_ARGS).unwrap();
-    let config = crash_box_config(work.path(), &store, &server.url("/cam", None)).unwrap();
+    let config = crash_box_config(work.path(), &store, &server.url("/cam", None), "").unwrap();
     let mut rng = rng();
     let mut lost = Vec::new();
     for cut in 0..cuts {

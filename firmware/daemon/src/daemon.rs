@@ -181,6 +181,7 @@ pub async fn record(request: RecordRequest, shutdown: Shutdown) -> Result<(), Da
     };
     let (status, _) = watch::channel(CameraStatus::Connecting);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let watcher = tokio::spawn(watch_store(store.clone(), shutdown.clone()));
     tracing::info!(
         camera = %source.name,
         url = %source.url,
@@ -198,8 +199,31 @@ pub async fn record(request: RecordRequest, shutdown: Shutdown) -> Result<(), Da
         Arc::default(),
     )
     .await?;
+    watcher.abort();
     log_counters(&source.name, &counters, &store);
     Ok(())
+}
+
+/// How often the store checks that its directory is still the store, and whether a detached
+/// store is back (see `store/attach.rs`): once a second shows an outage in the state within
+/// about two seconds, for a `stat` and a `statvfs` while all is well.
+const STORE_CHECK: Duration = Duration::from_secs(1);
+
+/// Runs [`Store::check`] every [`STORE_CHECK`] on a blocking thread until shutdown.
+async fn watch_store(store: Store, mut shutdown: Shutdown) {
+    let mut tick = tokio::time::interval(STORE_CHECK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.requested() => break,
+            _ = tick.tick() => {
+                let store = store.clone();
+                if tokio::task::spawn_blocking(move || store.check()).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
 }
 
 fn open_or_init(dir: &Path, init: Option<InitOptions>) -> Result<Store, DaemonError> {
@@ -405,6 +429,11 @@ pub async fn run_with_status(
     }
 
     publish(statuses);
+    let (watched, stop) = (store.clone(), shutdown.clone());
+    tasks.spawn(async move {
+        watch_store(watched, stop).await;
+        TaskOutcome::Done
+    });
     let health = Health::register(
         &bus,
         store.clone(),
@@ -637,7 +666,8 @@ async fn stop_http(http: tokio::task::JoinHandle<()>) {
     }
 }
 
-/// The close line: what this run's writer did with the camera's GOPs (`written_gops` equals
+/// The close line: what this run did with the camera's GOPs (`assembled_gops == written_gops +
+/// dropped_gops + failed_gops + not_recorded_gops`, `written_gops` equals
 /// `store_written_since_open`), and what the store holds of the camera
 /// (`store_written == store_listed + store_overwritten`: nothing left silently).
 fn log_counters(camera: &str, counters: &record::WriterCounters, store: &Store) {
@@ -647,11 +677,25 @@ fn log_counters(camera: &str, counters: &record::WriterCounters, store: &Store) 
         .into_iter()
         .find(|t| t.camera == camera);
     let total = |f: fn(&crate::store::CameraTotals) -> u64| totals.as_ref().map_or(0, f);
+    let unaccounted_gops = counters.unaccounted_gops();
+    if unaccounted_gops != 0 {
+        tracing::warn!(
+            camera,
+            unaccounted_gops,
+            "GOPs neither written nor counted as dropped, failed or not recorded"
+        );
+    }
     tracing::info!(
         camera,
+        frames_received = counters.frames_received.load(Relaxed),
+        assembled_gops = counters.assembled_gops.load(Relaxed),
         written_gops = counters.written_gops.load(Relaxed),
         dropped_gops = counters.dropped_gops.load(Relaxed),
         failed_gops = counters.failed_gops.load(Relaxed),
+        not_recorded_gops = counters.not_recorded_gops.load(Relaxed),
+        unaccounted_gops,
+        store_status = store.status().name(),
+        store_outages = store.outages(),
         store_written_since_open = total(|t| t.written_since_open),
         store_overwritten_since_open = total(|t| t.overwritten_since_open),
         store_written = total(|t| t.fragments_written),

@@ -4,15 +4,15 @@
 //! written, card endurance used and CPU temperature (scalar), and the store's status.
 //!
 //! Receives each camera's [`CameraStatus`] watch and [`CameraActivity`] counters, the open
-//! [`Store`] (its in-memory wear counters, no disk I/O), the store directory's file system
-//! (`statvfs` and a directory read, once per camera sample, to tell a vanished or read-only
-//! disk), and the thermal zones under `/sys/class/thermal` (read once per storage sample; a
-//! board without them has no temperature sensor). Emits values to the [`StateBus`] with
+//! [`Store`] (its in-memory wear counters and its own status, [`Store::status`], no disk I/O:
+//! the daemon runs [`Store::check`] on a blocking thread), and the thermal zones under
+//! `/sys/class/thermal` (read once per storage sample; a board without them has no temperature
+//! sensor). Emits values to the [`StateBus`] with
 //! [`StateBus::set`]; scalars go through the bus's report-by-exception policy, whose defaults
 //! ([`default_policy`]) a `[[report]]` section of the config can override per sensor.
 //!
-//! Status values are mapped from what ingest and the writer say today ([`camera_status`],
-//! [`store_status`]); a new [`IngestErrorKind`] gets its reason there.
+//! Camera status values are mapped from what ingest and the writer say today
+//! ([`camera_status`]); a new [`IngestErrorKind`] gets its reason there.
 //!
 //! Threading: one tokio task ([`Health::run`]) that samples on a timer until shutdown; every
 //! call it makes is short and non-blocking (the store's stats take its index lock only).
@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use edgenvr_proto::{
     camera_status_code, CameraReason, CameraRole, CameraState, Deadband, ReportPolicy, Role,
-    SensorId, StoreState,
+    SensorId,
 };
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -148,63 +148,6 @@ fn reason_of(kind: IngestErrorKind) -> CameraReason {
         IngestErrorKind::TimestampJump => CameraReason::Timestamps,
         IngestErrorKind::Transient => CameraReason::Unreachable,
     }
-}
-
-/// What the store directory's file system says, sampled by [`probe_store_dir`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct StoreDirProbe {
-    /// The directory is gone, unreadable or empty (an unmounted disk leaves an empty mount
-    /// point).
-    pub missing: bool,
-    /// Mounted read-only.
-    pub read_only: bool,
-    /// No free blocks left.
-    pub full: bool,
-}
-
-/// The store's state from its directory and whether a camera's writes are failing.
-pub fn store_status(probe: StoreDirProbe, writes_failing: bool) -> StoreState {
-    if probe.missing {
-        StoreState::Missing
-    } else if probe.read_only {
-        StoreState::ReadOnly
-    } else if writes_failing && probe.full {
-        StoreState::Full
-    } else if writes_failing {
-        StoreState::IoError
-    } else {
-        StoreState::Ok
-    }
-}
-
-/// Looks at the store directory: present and not empty, and its file system's flags and free
-/// space.
-pub fn probe_store_dir(dir: &Path) -> StoreDirProbe {
-    let missing = std::fs::read_dir(dir).map_or(true, |mut entries| entries.next().is_none());
-    if missing {
-        return StoreDirProbe {
-            missing,
-            ..StoreDirProbe::default()
-        };
-    }
-    let Some(stats) = statvfs(dir) else {
-        return StoreDirProbe::default();
-    };
-    StoreDirProbe {
-        missing: false,
-        read_only: stats.f_flag & libc::ST_RDONLY != 0,
-        full: stats.f_bavail == 0,
-    }
-}
-
-fn statvfs(dir: &Path) -> Option<libc::statvfs> {
-    use std::os::unix::ffi::OsStrExt;
-    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
-    // SAFETY: all-zero bytes are a valid `statvfs` (plain integers); statvfs reads the
-    // NUL-terminated path we own and writes only into the struct we pass.
-    let mut stats: libc::statvfs = unsafe { std::mem::zeroed() };
-    let rc = unsafe { libc::statvfs(path.as_ptr(), &mut stats) };
-    (rc == 0).then_some(stats)
 }
 
 struct CameraSensors {
@@ -349,12 +292,10 @@ impl Health {
     fn sample_cameras(&mut self) {
         let now = Instant::now();
         let mut values = Vec::new();
-        let mut writes_failing = false;
         for sensors in &mut self.cameras {
             let ingest_status = sensors.camera.status.borrow().clone();
             let online = ingest_status.is_online();
             let activity = &sensors.camera.activity;
-            writes_failing |= activity.store_failing();
             let (state, reason) = camera_status(&ingest_status, activity.store_failing());
             let wanted = if sensors.camera.events_mode {
                 activity.event_recording.load(Ordering::Relaxed)
@@ -388,10 +329,9 @@ impl Health {
             values.push((sensors.fps, SensorValue::Scalar(fps.round())));
             values.push((sensors.bitrate, SensorValue::Scalar(kbit_s.round())));
         }
-        let store = store_status(probe_store_dir(self.store.dir()), writes_failing);
         values.push((
             self.store_status,
-            SensorValue::Unsigned(u64::from(store.code())),
+            SensorValue::Unsigned(u64::from(self.store.status().code())),
         ));
         for (id, value) in values {
             self.set(id, value);
@@ -587,35 +527,6 @@ mod tests {
                 "{status:?}"
             );
         }
-    }
-
-    #[test]
-    fn store_status_from_the_directory_and_the_writes() {
-        let dir = tempfile::tempdir().unwrap();
-        let empty = probe_store_dir(dir.path());
-        assert!(empty.missing, "an empty mount point is a missing disk");
-        std::fs::write(dir.path().join("edgenvr-store.json"), "{}").unwrap();
-        let present = probe_store_dir(dir.path());
-        assert_eq!(present, StoreDirProbe::default());
-        assert!(probe_store_dir(&dir.path().join("gone")).missing);
-        assert_eq!(store_status(present, false), StoreState::Ok);
-        assert_eq!(store_status(present, true), StoreState::IoError);
-        let full = StoreDirProbe {
-            full: true,
-            ..present
-        };
-        assert_eq!(
-            store_status(full, false),
-            StoreState::Ok,
-            "full but not failing"
-        );
-        assert_eq!(store_status(full, true), StoreState::Full);
-        let read_only = StoreDirProbe {
-            read_only: true,
-            ..present
-        };
-        assert_eq!(store_status(read_only, false), StoreState::ReadOnly);
-        assert_eq!(store_status(empty, true), StoreState::Missing);
     }
 
     #[test]

@@ -71,6 +71,9 @@ pub struct EventMachine {
     post_roll_ms: i64,
     ring: PreRoll,
     active: Option<ActiveEvent>,
+    /// GOPs that left the RAM pre-roll without being handed on: evicted, older than an
+    /// event's pre-roll, or still in it at [`EventMachine::finish`].
+    not_recorded_gops: u64,
 }
 
 impl EventMachine {
@@ -83,7 +86,18 @@ impl EventMachine {
             post_roll_ms,
             ring: PreRoll::new(pre_roll_90k, max_pre_roll_bytes),
             active: None,
+            not_recorded_gops: 0,
         }
+    }
+
+    /// GOPs this machine let go without handing them on (see the field): with the GOPs it
+    /// emitted, every GOP it was given.
+    pub fn not_recorded_gops(&self) -> u64 {
+        self.not_recorded_gops
+    }
+
+    fn keep_in_ram(&mut self, gop: Gop) {
+        self.not_recorded_gops += self.ring.push(gop) as u64;
     }
 
     /// Whether an event is being recorded.
@@ -99,13 +113,13 @@ impl EventMachine {
     /// A finished GOP.
     pub fn gop(&mut self, gop: Gop, out: &mut Vec<EventOp>) {
         let Some(active) = &self.active else {
-            self.ring.push(gop);
+            self.keep_in_ram(gop);
             return;
         };
         match active.cleared_at_ms {
             Some(cleared) if gop.start_wall_ms >= cleared.saturating_add(self.post_roll_ms) => {
                 self.end(out);
-                self.ring.push(gop);
+                self.keep_in_ram(gop);
             }
             _ => out.push(EventOp::Gop(gop)),
         }
@@ -168,8 +182,10 @@ impl EventMachine {
         }
     }
 
-    /// Stopping (shutdown): ends a running event at `now_wall_ms` or its due end if earlier.
+    /// Stopping (shutdown): ends a running event at `now_wall_ms` or its due end if earlier;
+    /// the pre-roll in RAM is let go.
     pub fn finish(&mut self, now_wall_ms: i64, out: &mut Vec<EventOp>) {
+        self.not_recorded_gops += self.ring.drain().len() as u64;
         let due = self.due_end_ms();
         let post_roll_ms = self.post_roll_ms;
         if let Some(active) = &mut self.active {
@@ -201,6 +217,7 @@ impl EventMachine {
             .rposition(|gop| gop.start_wall_ms <= from_wall_ms)
             .unwrap_or(0);
         gops.drain(..skip);
+        self.not_recorded_gops += skip as u64;
         gops
     }
 }

@@ -97,7 +97,23 @@ impl EventCore {
         activity
             .event_recording
             .store(self.machine.is_recording(), Ordering::Relaxed);
+        self.writer
+            .counters()
+            .not_recorded_gops
+            .store(self.machine.not_recorded_gops(), Ordering::Relaxed);
     }
+}
+
+fn count_assembled(counters: &WriterCounters) {
+    counters.assembled_gops.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Copies the frames the camera sent into the counters the close line reports.
+fn count_frames(counters: &WriterCounters, activity: &CameraActivity) {
+    counters.frames_received.store(
+        activity.video_frames.load(Ordering::Relaxed),
+        Ordering::Relaxed,
+    );
 }
 
 type SharedEventCore = Arc<Mutex<EventCore>>;
@@ -173,10 +189,14 @@ impl CameraRecorder {
 
     fn deliver(&self, gop: Gop) {
         match &self.destination {
-            Destination::Continuous(writer) => writer.offer(gop),
+            Destination::Continuous(writer) => {
+                count_assembled(&writer.counters());
+                writer.offer(gop)
+            }
             Destination::Events(core) => {
                 let mut core = lock(core);
                 let core = &mut *core;
+                count_assembled(&core.writer.counters());
                 core.machine.gop(gop, &mut core.ops);
                 core.flush(&self.activity);
             }
@@ -367,6 +387,7 @@ pub async fn record_events<S: GopSink>(
         listen
     );
     let close_result = recorder.close().await;
+    count_frames(&counters, &activity);
     ingest_result?;
     close_result.map_err(|message| RecordError::Close {
         camera: source.name.clone(),
@@ -397,9 +418,10 @@ pub async fn record_continuous<S: GopSink>(
     let counters = writer.counters();
     let _ = activity.writer.set(counters.clone());
     let mut recorder = CameraRecorder::new(&source.name, clock, writer);
-    recorder.activity = activity;
+    recorder.activity = activity.clone();
     let ingest_result = ingest::run(source, options, shutdown, status, &mut recorder).await;
     let close_result = recorder.close().await;
+    count_frames(&counters, &activity);
     ingest_result?;
     close_result.map_err(|message| RecordError::Close {
         camera: source.name.clone(),
@@ -547,8 +569,14 @@ pub(crate) mod tests {
             recording_seen |= activity.event_recording.load(Ordering::Relaxed);
         }
         recorder.session_ended();
+        let counters = lock(&core).writer.counters();
         drop(core);
         recorder.close().await.unwrap();
+        // Every GOP accounted for: 30 assembled, 6 written, the other 24 let go from RAM.
+        assert_eq!(counters.assembled_gops.load(Ordering::Relaxed), 30);
+        assert_eq!(counters.written_gops.load(Ordering::Relaxed), 6);
+        assert_eq!(counters.not_recorded_gops.load(Ordering::Relaxed), 24);
+        assert_eq!(counters.unaccounted_gops(), 0);
         assert!(recording_seen);
         assert!(!activity.event_recording.load(Ordering::Relaxed));
         assert_eq!(activity.video_frames.load(Ordering::Relaxed), 750);

@@ -38,8 +38,10 @@ impl PreRoll {
         }
     }
 
-    /// Adds the newest GOP and evicts the oldest ones that the budget no longer needs.
-    pub fn push(&mut self, gop: Gop) {
+    /// Adds the newest GOP and evicts the oldest ones that the budget no longer needs; returns
+    /// how many it evicted (video that was never recorded).
+    pub fn push(&mut self, gop: Gop) -> usize {
+        let mut evicted_gops = 0;
         self.bytes += gop.payload_bytes();
         self.duration_90k += gop.duration_90k();
         self.gops.push_back(gop);
@@ -57,8 +59,10 @@ impl PreRoll {
             if let Some(evicted) = self.gops.pop_front() {
                 self.bytes -= evicted.payload_bytes();
                 self.duration_90k -= evicted.duration_90k();
+                evicted_gops += 1;
             }
         }
+        evicted_gops
     }
 
     /// Takes every GOP out, oldest first.

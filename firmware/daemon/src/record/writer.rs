@@ -55,9 +55,18 @@ enum WriteOp {
 /// cannot keep up, at a cost of RAM (~0.5 MB per GOP at 4 Mbit/s).
 pub const QUEUE_GOPS: usize = 8;
 
-/// Counters a writer keeps, readable while it runs.
+/// Counters of one camera's recording, readable while it runs. Every GOP the recorder
+/// assembled is, once the recording closed, exactly one of written, dropped, failed or not
+/// recorded ([`WriterCounters::unaccounted_gops`] is then 0).
 #[derive(Debug, Default)]
 pub struct WriterCounters {
+    /// Video frames received from the camera (copied from its activity when recording stops).
+    pub frames_received: AtomicU64,
+    /// GOPs the recorder assembled from those frames (frames before a session's first key
+    /// frame make none).
+    pub assembled_gops: AtomicU64,
+    /// Events mode: GOPs that left the RAM pre-roll without an event wanting them.
+    pub not_recorded_gops: AtomicU64,
     /// GOPs the sink accepted.
     pub written_gops: AtomicU64,
     /// GOPs dropped because the queue was full.
@@ -67,6 +76,19 @@ pub struct WriterCounters {
     /// The latest GOP the sink was given failed (a full, read-only or vanished disk): the camera
     /// is online but its video is not being kept. Cleared by the next GOP written.
     pub last_write_failed: AtomicBool,
+}
+
+impl WriterCounters {
+    /// Assembled GOPs that are none of written, dropped, failed or not recorded: the GOPs still
+    /// queued while recording runs, and 0 after it closed.
+    pub fn unaccounted_gops(&self) -> i64 {
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed) as i64;
+        load(&self.assembled_gops)
+            - load(&self.written_gops)
+            - load(&self.dropped_gops)
+            - load(&self.failed_gops)
+            - load(&self.not_recorded_gops)
+    }
 }
 
 /// The camera task's end of a writer thread.
@@ -214,8 +236,13 @@ impl GopWriter {
 
     fn send(&self, op: WriteOp) {
         let Some(queue) = &self.queue else { return };
-        if queue.send(op).is_err() {
-            self.counters.failed_gops.fetch_add(1, Ordering::Relaxed);
+        if let Err(mpsc::SendError(op)) = queue.send(op) {
+            let gops = match &op {
+                WriteOp::Gop(_) => 1,
+                WriteOp::BeginEvent { pre_roll, .. } => pre_roll.len() as u64,
+                WriteOp::EndEvent { .. } => 0,
+            };
+            self.counters.failed_gops.fetch_add(gops, Ordering::Relaxed);
         }
     }
 

@@ -78,6 +78,15 @@ pub enum StoreError {
         /// Where the fragment was.
         offset: u64,
     },
+    /// The store detached from its directory (vanished, renamed, unmounted, failing or
+    /// read-only; see `attach.rs`): nothing is written until it is back.
+    #[error("{path}: store unavailable ({status}); recording resumes by itself when it is back")]
+    Unavailable {
+        /// The store directory.
+        path: PathBuf,
+        /// Why, as the status word (`missing`, `io_error`, `read_only`, `full`).
+        status: &'static str,
+    },
     /// A second writer was requested for a camera that already has one.
     #[error("{path}: camera {camera} already has a writer open")]
     CameraBusy {

@@ -46,6 +46,7 @@
 //! # }
 //! ```
 
+mod attach;
 mod cli_ops;
 mod error;
 pub mod format;
@@ -95,8 +96,10 @@ pub struct Store {
 struct Inner {
     dir: PathBuf,
     marker: Marker,
-    /// `None` when opened read-only.
-    lock: Option<StoreLock>,
+    /// Opened for writing (holding the lock while attached).
+    writable: bool,
+    /// The lock, and whether the directory is still this store (see `attach.rs`).
+    attach: attach::Attachment,
     ring: Mutex<RingState>,
     recovery: Vec<SlotFinding>,
 }
@@ -120,6 +123,9 @@ struct RingState {
     overwritten: BTreeMap<String, u64>,
     /// `written` and `overwritten` as they were at open.
     at_open: (BTreeMap<String, u64>, BTreeMap<String, u64>),
+    /// Bumped when the store detaches or attaches again: a writer's open segment of an older
+    /// generation is dropped, and never updates the index.
+    generation: u64,
 }
 
 impl RingState {
@@ -363,7 +369,8 @@ impl Store {
             inner: Arc::new(Inner {
                 dir: dir.to_owned(),
                 marker,
-                lock,
+                writable,
+                attach: attach::Attachment::new(lock),
                 ring: Mutex::new(RingState {
                     event_share,
                     slots,
@@ -373,6 +380,7 @@ impl Store {
                     at_open: (written.clone(), overwritten.clone()),
                     written,
                     overwritten,
+                    generation: 0,
                 }),
                 recovery,
             }),
@@ -436,9 +444,9 @@ impl Store {
             .collect()
     }
 
-    /// Whether this handle may write (it holds the lock).
+    /// Whether this handle may write (it was opened holding the lock).
     pub fn is_writable(&self) -> bool {
-        self.inner.lock.is_some()
+        self.inner.writable
     }
 
     /// What the recovery scan at open found and repaired.
@@ -575,6 +583,19 @@ impl Store {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// Whether the file system holding `dir` is mounted read-only.
+fn read_only_fs(dir: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(path) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: all-zero bytes are a valid `statvfs` (plain integers); statvfs reads the
+    // NUL-terminated path we own and writes only into the struct we pass.
+    let mut stats: libc::statvfs = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::statvfs(path.as_ptr(), &mut stats) };
+    rc == 0 && stats.f_flag & libc::ST_RDONLY != 0
 }
 
 fn check_slot_files(dir: &Path, marker: &Marker) -> Result<(), StoreError> {

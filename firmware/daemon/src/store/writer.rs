@@ -28,7 +28,7 @@ use super::format::{
     SLOT_HEADER_BYTES,
 };
 use super::scan::FragmentInfo;
-use super::{ring, SlotState, Store, StoreError};
+use super::{ring, RingState, SlotState, Store, StoreError};
 use crate::media::{Gop, StreamParams, TIMESCALE_90K};
 use crate::mux::{self, FragmentTimes};
 
@@ -108,6 +108,8 @@ struct OpenSegment {
     /// The checksum of the chain's last entry (the slot header's before the first): what the
     /// next entry links to.
     link: u32,
+    /// The store's generation when the segment started (see `attach.rs`).
+    generation: u64,
 }
 
 /// A segment's timeline: where each GOP goes in media time, with the gaps in the camera's media
@@ -262,6 +264,7 @@ impl CameraWriter {
             Some(_) => return Err(self.bad_gop("does not start with a key frame".into())),
             None => return Err(self.bad_gop("has no video frames".into())),
         };
+        self.check_attached()?;
         if let Some(segment) = &self.segment {
             if self.segment_ends_before(segment, gop) {
                 self.finish_segment()?;
@@ -278,22 +281,26 @@ impl CameraWriter {
     }
 
     /// Syncs data written since the last sync (fdatasync), if any.
+    /// While the store is unavailable there is nothing to sync (see `attach.rs`).
     pub fn sync(&mut self) -> Result<(), StoreError> {
+        if self.check_attached().is_err() {
+            return Ok(());
+        }
         let Some(segment) = self.segment.as_mut() else {
             return Ok(());
         };
         if !segment.dirty {
             return Ok(());
         }
-        let result = segment
-            .file
-            .sync_data()
-            .map_err(|e| StoreError::io(&segment.path, "fdatasync slot", e));
+        let result = segment.file.sync_data().map_err(|e| {
+            self.store.write_failed(&e);
+            StoreError::io(&segment.path, "fdatasync slot", e)
+        });
         segment.dirty = false;
         segment.last_sync = Instant::now();
         segment.syncs += 1;
-        let slot = segment.slot;
-        if let Some(state) = self.store.ring().slots.get_mut(slot as usize) {
+        let (slot, generation) = (segment.slot, segment.generation);
+        if let Some(state) = current_slot(&mut self.store.ring(), generation, slot) {
             state.counters.syncs += 1;
         }
         if result.is_err() {
@@ -377,6 +384,7 @@ impl CameraWriter {
     /// is open (the next segment starts with it).
     fn write_event_record(&mut self, keep_free: u64) -> Result<bool, StoreError> {
         let slot_bytes = self.store.layout().slot_bytes;
+        self.check_attached()?;
         let (Some(segment), Some(event)) = (self.segment.as_mut(), self.event.as_ref()) else {
             return Ok(true);
         };
@@ -392,6 +400,7 @@ impl CameraWriter {
         let crc = record.encode(segment.segment_id, Some(segment.link), &mut self.write_buf);
         cover_rest(&mut self.write_buf, offset, slot_bytes);
         if let Err(e) = segment.file.write_all_at(&self.write_buf, offset) {
+            self.store.write_failed(&e);
             let error = StoreError::io(&segment.path, "write event record", e);
             self.abandon_segment();
             return Err(error);
@@ -399,9 +408,9 @@ impl CameraWriter {
         segment.link = crc;
         segment.dirty = true;
         segment.next_offset = offset + record.encoded_len();
-        let slot = segment.slot;
+        let (slot, generation) = (segment.slot, segment.generation);
         let mut ring = self.store.ring();
-        if let Some(state) = ring.slots.get_mut(slot as usize) {
+        if let Some(state) = current_slot(&mut ring, generation, slot) {
             state.end_offset = offset + record.encoded_len();
             state.events.push(record);
             state.counters.bytes_written += self.write_buf.len() as u64;
@@ -476,12 +485,13 @@ impl CameraWriter {
             )));
         }
 
-        let (slot, header, reused) = self.allocate_slot(gop)?;
+        let (slot, header, reused, generation) = self.allocate_slot(gop)?;
         let path = slot_path(self.store.dir(), slot);
         let file = match OpenOptions::new().write(true).open(&path) {
             Ok(file) => file,
             Err(e) => {
-                self.release_slot(slot, true);
+                self.store.write_failed(&e);
+                self.release_slot(slot, generation, true);
                 return Err(StoreError::io(&path, "open slot for writing", e));
             }
         };
@@ -498,6 +508,7 @@ impl CameraWriter {
             dirty: false,
             syncs: 0,
             link: 0,
+            generation,
         };
         let mut head = Vec::with_capacity(fragment_at);
         segment.link = header.encode(&mut head);
@@ -523,11 +534,12 @@ impl CameraWriter {
                 .write_all_at(header_page, 0)
                 .and_then(|()| segment.file.sync_data())
             {
-                self.release_slot(slot, true);
+                self.store.write_failed(&e);
+                self.release_slot(slot, generation, true);
                 return Err(StoreError::io(&segment.path, "write slot header", e));
             }
             segment.syncs += 1;
-            if let Some(state) = self.store.ring().slots.get_mut(slot as usize) {
+            if let Some(state) = current_slot(&mut self.store.ring(), generation, slot) {
                 state.counters.syncs += 1;
                 state.counters.bytes_written += SLOT_HEADER_BYTES;
             }
@@ -548,7 +560,7 @@ impl CameraWriter {
         }
         if let (Some(record), Some(state)) = (
             record.take(),
-            self.store.ring().slots.get_mut(slot as usize),
+            current_slot(&mut self.store.ring(), generation, slot),
         ) {
             state.events.push(record);
         }
@@ -559,8 +571,9 @@ impl CameraWriter {
 
     /// Picks the slot, and records the new segment in the index (the slot's old content is no
     /// longer listed from here on; its fragments count as overwritten for their camera).
-    /// Returns the slot, the new header, and whether the slot held a segment before.
-    fn allocate_slot(&mut self, gop: &Gop) -> Result<(u32, SlotHeader, bool), StoreError> {
+    /// Returns the slot, the new header, whether the slot held a segment before, and the
+    /// store's generation.
+    fn allocate_slot(&mut self, gop: &Gop) -> Result<(u32, SlotHeader, bool, u64), StoreError> {
         let store_id = self.store.inner.marker.store_id;
         let mut ring = self.store.ring();
         let index = ring::choose_slot(&ring.slots, &ring.writers, &self.camera, ring.event_share)
@@ -622,7 +635,7 @@ impl CameraWriter {
         state.end_offset = SLOT_HEADER_BYTES + u64::from(header.init_len);
         state.busy = true;
         state.counters.segments += 1;
-        Ok((index as u32, header, reused))
+        Ok((index as u32, header, reused, ring.generation))
     }
 
     /// Writes `write_buf` at `offset`, then publishes the fragment and syncs if due.
@@ -636,6 +649,7 @@ impl CameraWriter {
             return Ok(());
         };
         if let Err(e) = segment.file.write_all_at(&self.write_buf, offset) {
+            self.store.write_failed(&e);
             let error = StoreError::io(&segment.path, "write fragment", e);
             self.abandon_segment();
             return Err(error);
@@ -644,12 +658,12 @@ impl CameraWriter {
         segment.next_offset = info.end_offset();
         segment.next_index += 1;
         segment.timeline = timeline_after;
-        let slot = segment.slot;
+        let (slot, generation) = (segment.slot, segment.generation);
         let due = segment.last_sync.elapsed() >= self.options.sync_interval;
         {
             let mut ring = self.store.ring();
             *ring.written.entry(self.camera.clone()).or_default() += 1;
-            if let Some(state) = ring.slots.get_mut(slot as usize) {
+            if let Some(state) = current_slot(&mut ring, generation, slot) {
                 state.end_offset = info.end_offset();
                 state.fragments.push(info);
                 state.counters.bytes_written += self.write_buf.len() as u64;
@@ -665,7 +679,7 @@ impl CameraWriter {
     fn finish_segment(&mut self) -> Result<(), StoreError> {
         let result = self.sync();
         if let Some(segment) = self.segment.take() {
-            self.release_slot(segment.slot, false);
+            self.release_slot(segment.slot, segment.generation, false);
         }
         result
     }
@@ -674,13 +688,35 @@ impl CameraWriter {
     /// written and rescanned at the next open.
     fn abandon_segment(&mut self) {
         if let Some(segment) = self.segment.take() {
-            self.release_slot(segment.slot, false);
+            self.release_slot(segment.slot, segment.generation, false);
         }
     }
 
-    fn release_slot(&self, slot: u32, forget_segment: bool) {
+    /// Refuses to write while the store is unavailable, and drops (unsynced, without touching
+    /// the index) a segment opened before the store last detached: its descriptor may point into
+    /// a directory or file system that is no longer the store.
+    fn check_attached(&mut self) -> Result<(), StoreError> {
+        if !self.store.is_attached() {
+            self.segment = None;
+            return Err(StoreError::Unavailable {
+                path: self.store.dir().to_owned(),
+                status: self.store.status().name(),
+            });
+        }
+        let generation = self.store.ring().generation;
+        if self
+            .segment
+            .as_ref()
+            .is_some_and(|s| s.generation != generation)
+        {
+            self.segment = None;
+        }
+        Ok(())
+    }
+
+    fn release_slot(&self, slot: u32, generation: u64, forget_segment: bool) {
         let mut ring = self.store.ring();
-        if let Some(state) = ring.slots.get_mut(slot as usize) {
+        if let Some(state) = current_slot(&mut ring, generation, slot) {
             state.busy = false;
             if forget_segment {
                 *state = SlotState {
@@ -703,6 +739,15 @@ impl Drop for CameraWriter {
         }
         self.store.ring().writers.remove(&self.camera);
     }
+}
+
+/// The index entry of `slot`, unless the store detached or attached again since `generation`
+/// (the index no longer describes what that writer wrote).
+fn current_slot(ring: &mut RingState, generation: u64, slot: u32) -> Option<&mut SlotState> {
+    if ring.generation != generation {
+        return None;
+    }
+    ring.slots.get_mut(slot as usize)
 }
 
 fn event_id(event: &Option<EventInfo>) -> u64 {
