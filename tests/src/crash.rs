@@ -15,11 +15,14 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
+use edgenvr::store::format::SlotHeader;
 use edgenvr::store::{SegmentInfo, Store};
 
 use crate::bins;
+use crate::clips::{make_clip_sized, Codec};
 use crate::ffprobe::{count_video_frames, decode_errors};
 use crate::process::run;
+use crate::rtsp_server::RtspServer;
 
 /// What kind of crash happened, which decides what must survive it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -101,9 +104,10 @@ pub fn check_after_crash(
                 );
             }
             None => {
-                let reused = after
-                    .iter()
-                    .any(|s| s.slot == segment.slot && s.segment_id > segment.segment_id);
+                // A newer segment took the slot: its header is on the card (it is synced before
+                // anything else goes over an older segment), its fragments maybe not.
+                let reused =
+                    slot_segment_id(&segment.path).is_some_and(|id| id > segment.segment_id);
                 anyhow::ensure!(
                     reused || must_keep == 0,
                     "{crash:?}: segment {} of {} (slot {}) is gone, {must_keep} fragment(s) of \
@@ -162,6 +166,19 @@ pub fn check_after_crash(
         .map(|(camera, end)| (camera, crash_ms - end))
         .collect();
     Ok(CrashReport { fragments, lost_ms })
+}
+
+/// The crash and storage fault tests' camera: the test RTSP server looping a 10 s 320x240
+/// H.264 clip (25 fps, a key frame a second) at `/cam`.
+pub fn test_camera(work: &Path) -> anyhow::Result<RtspServer> {
+    let clip = make_clip_sized(work, Codec::H264, 10, (320, 240))?;
+    RtspServer::start(&[("/cam", &clip)], None)
+}
+
+/// The segment id in a slot file's header, if it has a valid one.
+fn slot_segment_id(path: &Path) -> Option<u64> {
+    let bytes = std::fs::read(path).ok()?;
+    SlotHeader::decode(&bytes).ok().map(|h| h.segment_id)
 }
 
 /// The config of the crash and storage fault tests' box: camera `front` records `url`

@@ -14,10 +14,10 @@
 use std::path::Path;
 use std::time::Duration;
 
-use edgenvr_tests::clips::{make_clip_sized, Codec};
-use edgenvr_tests::crash::{check_after_crash, crash_box_config, listing, now_ms, Crash, LoopDisk};
+use edgenvr_tests::crash::{
+    check_after_crash, crash_box_config, listing, now_ms, test_camera, Crash, LoopDisk,
+};
 use edgenvr_tests::edgenvr_box::{init_store, sim_set, spawn_run};
-use edgenvr_tests::rtsp_server::RtspServer;
 
 const GUARD: Duration = Duration::from_secs(60);
 const STORE_ARGS: [&str; 4] = ["--size", "2MiB", "--slots", "8"];
@@ -38,18 +38,40 @@ fn rng() -> fastrand::Rng {
     fastrand::Rng::with_seed(seed)
 }
 
+/// What a run of the box up to its crash left to check.
+struct Run {
+    /// The listing taken shortly before the crash.
+    before: Vec<edgenvr::store::SegmentInfo>,
+    /// When both cameras were streaming, Unix ms: no video of this run is older.
+    streaming_ms: i64,
+    crash_ms: i64,
+}
+
+impl Run {
+    /// The continuous camera's video lost: from the end of its last listed fragment (or the
+    /// start of this run's stream, when nothing later is listed) to the crash.
+    fn lost_ms(&self, checked: &edgenvr_tests::crash::CrashReport) -> i64 {
+        let end = checked
+            .lost_ms
+            .get("front")
+            .map(|lost| self.crash_ms - lost);
+        self.crash_ms - end.unwrap_or(i64::MIN).max(self.streaming_ms)
+    }
+}
+
 /// Starts the box, lets it record for a random while (with the PIR on when `event`), takes the
-/// listing, and crashes it `crash` after a further random while; returns the listing and the
-/// crash time. `cut` is called after the kill, before anything else (the power cut).
+/// listing, and crashes it after a further random while. `cut` is called after the kill, before
+/// anything else (the power cut).
 fn record_and_crash(
     config: &Path,
     store: &Path,
     rng: &mut fastrand::Rng,
     event: bool,
     cut: &mut dyn FnMut() -> anyhow::Result<()>,
-) -> (Vec<edgenvr::store::SegmentInfo>, i64) {
+) -> Run {
     let mut edgenvr = spawn_run(config).unwrap();
     edgenvr.wait_for_lines("streaming", 2, GUARD).unwrap();
+    let streaming_ms = now_ms();
     if event {
         sim_set(config, "pir", "high").unwrap();
     }
@@ -61,9 +83,14 @@ fn record_and_crash(
     let crash_ms = now_ms();
     edgenvr.wait(GUARD).unwrap();
     cut().unwrap();
-    (before, crash_ms)
+    Run {
+        before,
+        streaming_ms,
+        crash_ms,
+    }
 }
 
+/// Prints the figure: the video lost per crash.
 fn report(what: &str, lost: &[i64]) {
     let max = lost.iter().max().copied().unwrap_or(0);
     let mean = lost.iter().sum::<i64>() / lost.len().max(1) as i64;
@@ -78,21 +105,20 @@ fn report(what: &str, lost: &[i64]) {
 fn kill_9_at_random_moments_keeps_everything_written() {
     let kills = count("EDGENVR_CRASH_KILLS", 5);
     let work = tempfile::tempdir().unwrap();
-    let clip = make_clip_sized(work.path(), Codec::H264, 10, (320, 240)).unwrap();
-    let server = RtspServer::start(&[("/cam", &clip)], None).unwrap();
+    let server = test_camera(work.path()).unwrap();
     let store = work.path().join("store");
     init_store(&store, &STORE_ARGS).unwrap();
     let config = crash_box_config(work.path(), &store, &server.url("/cam", None), "").unwrap();
     let mut rng = rng();
-    let mut lost = Vec::new();
+    let (mut lost, mut listed) = (Vec::new(), 0);
     for kill in 0..kills {
-        let (before, crash_ms) =
-            record_and_crash(&config, &store, &mut rng, kill % 2 == 1, &mut || Ok(()));
-        let checked = check_after_crash(&store, &before, Crash::Kill, crash_ms)
+        let run = record_and_crash(&config, &store, &mut rng, kill % 2 == 1, &mut || Ok(()));
+        let checked = check_after_crash(&store, &run.before, Crash::Kill, run.crash_ms)
             .unwrap_or_else(|e| panic!("kill {kill}: {e:#}"));
-        assert!(checked.fragments > 0);
-        lost.push(checked.lost_ms["front"]);
+        listed = checked.fragments;
+        lost.push(run.lost_ms(&checked));
     }
+    assert!(listed > 0, "nothing recorded in {kills} runs");
     report("kill -9", &lost);
 }
 
@@ -100,8 +126,7 @@ fn kill_9_at_random_moments_keeps_everything_written() {
 fn power_cuts_at_random_moments_lose_only_what_was_not_synced() {
     let cuts = count("EDGENVR_POWER_CUTS", 3);
     let work = tempfile::tempdir().unwrap();
-    let clip = make_clip_sized(work.path(), Codec::H264, 10, (320, 240)).unwrap();
-    let server = RtspServer::start(&[("/cam", &clip)], None).unwrap();
+    let server = test_camera(work.path()).unwrap();
     let mut disk = LoopDisk::new(work.path(), 32).expect("a loop device (run as root)");
     let store = disk.mount.join("store");
     std::fs::create_dir(&store).unwrap();
@@ -110,13 +135,12 @@ fn power_cuts_at_random_moments_lose_only_what_was_not_synced() {
     let mut rng = rng();
     let mut lost = Vec::new();
     for cut in 0..cuts {
-        let (before, crash_ms) =
-            record_and_crash(&config, &store, &mut rng, cut % 2 == 1, &mut || {
-                disk.power_cut()
-            });
-        let checked = check_after_crash(&store, &before, Crash::PowerCut, crash_ms)
+        let run = record_and_crash(&config, &store, &mut rng, cut % 2 == 1, &mut || {
+            disk.power_cut()
+        });
+        let checked = check_after_crash(&store, &run.before, Crash::PowerCut, run.crash_ms)
             .unwrap_or_else(|e| panic!("power cut {cut}: {e:#}"));
-        lost.push(checked.lost_ms["front"]);
+        lost.push(run.lost_ms(&checked));
     }
     report("power cut (1 s sync)", &lost);
 }

@@ -11,13 +11,14 @@
 //! Needs root: an ext4 loop device, and FUSE (`scripts/faulty-fs.py`, Debian's python3-fusepy)
 //! for the failing disk.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use edgenvr::store::Store;
 use edgenvr_tests::bins::workspace_root;
-use edgenvr_tests::clips::{make_clip_sized, Codec};
-use edgenvr_tests::crash::{check_after_crash, crash_box_config, now_ms, Crash, LoopDisk};
+use edgenvr_tests::crash::{
+    check_after_crash, crash_box_config, now_ms, test_camera, Crash, LoopDisk,
+};
 use edgenvr_tests::edgenvr_box::{init_store, sim_set, spawn_run};
 use edgenvr_tests::process::{log_field, Process};
 use edgenvr_tests::rtsp_server::RtspServer;
@@ -52,6 +53,18 @@ fn wait_recorded_after(store: &Path, camera: &str, after_ms: i64) {
     }
 }
 
+/// Starts the box recording `server` into `store`; returns once both cameras stream, `nvrctl
+/// watch` follows its state and `front` has recorded.
+fn start_box(work: &Path, store: &Path, server: &RtspServer) -> (PathBuf, Process, Watcher) {
+    let config = crash_box_config(work, store, &server.url("/cam", None), STATE).unwrap();
+    let edgenvr = spawn_run(&config).unwrap();
+    let state = edgenvr.wait_for_listener("state", GUARD).unwrap();
+    edgenvr.wait_for_lines("streaming", 2, GUARD).unwrap();
+    let watch = Watcher::start(&["watch", &state]);
+    wait_recorded_after(store, "front", now_ms());
+    (config, edgenvr, watch)
+}
+
 /// The close line of `camera`, after the box exited.
 fn close_line(edgenvr: &Process, camera: &str) -> String {
     edgenvr
@@ -69,18 +82,12 @@ fn field(line: &str, key: &str) -> i64 {
 #[test]
 fn a_store_that_vanishes_fills_up_and_comes_back_is_reported_and_recording_resumes() {
     let work = tempfile::tempdir().unwrap();
-    let clip = make_clip_sized(work.path(), Codec::H264, 10, (320, 240)).unwrap();
-    let server = RtspServer::start(&[("/cam", &clip)], None).unwrap();
+    let server = test_camera(work.path()).unwrap();
     let disk = LoopDisk::new(work.path(), 32).expect("a loop device (run as root)");
     let store = disk.mount.join("store");
     std::fs::create_dir(&store).unwrap();
     init_store(&store, &STORE_ARGS).unwrap();
-    let config = crash_box_config(work.path(), &store, &server.url("/cam", None), STATE).unwrap();
-    let mut edgenvr = spawn_run(&config).unwrap();
-    let state = edgenvr.wait_for_listener("state", GUARD).unwrap();
-    edgenvr.wait_for_lines("streaming", 2, GUARD).unwrap();
-    let watch = Watcher::start(&["watch", &state]);
-    wait_recorded_after(&store, "front", now_ms());
+    let (config, mut edgenvr, watch) = start_box(work.path(), &store, &server);
 
     // The directory renamed away: missing, the camera stops recording, nothing is created
     // where the store was; renamed back: ok, and recording resumes.
@@ -180,8 +187,7 @@ fn a_store_that_vanishes_fills_up_and_comes_back_is_reported_and_recording_resum
 #[test]
 fn a_disk_whose_writes_fail_with_eio_is_reported_and_recording_resumes_when_it_heals() {
     let work = tempfile::tempdir().unwrap();
-    let clip = make_clip_sized(work.path(), Codec::H264, 10, (320, 240)).unwrap();
-    let server = RtspServer::start(&[("/cam", &clip)], None).unwrap();
+    let server = test_camera(work.path()).unwrap();
     let backing = work.path().join("backing");
     init_store(&backing, &STORE_ARGS).unwrap();
     let store = work.path().join("store");
@@ -201,12 +207,7 @@ fn a_disk_whose_writes_fail_with_eio_is_reported_and_recording_resumes_when_it_h
         let _ = edgenvr_tests::process::run(Path::new("umount"), &[store.to_str().unwrap()]);
     };
 
-    let config = crash_box_config(work.path(), &store, &server.url("/cam", None), STATE).unwrap();
-    let mut edgenvr = spawn_run(&config).unwrap();
-    let state = edgenvr.wait_for_listener("state", GUARD).unwrap();
-    edgenvr.wait_for_lines("streaming", 2, GUARD).unwrap();
-    let watch = Watcher::start(&["watch", &state]);
-    wait_recorded_after(&store, "front", now_ms());
+    let (_, mut edgenvr, watch) = start_box(work.path(), &store, &server);
 
     std::fs::write(&fail, "").unwrap();
     watch.wait_for_all(
