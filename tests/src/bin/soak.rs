@@ -1,0 +1,242 @@
+//! The soak: many cameras recorded by one real `edgenvr run` for a long time, with a PIR event
+//! every minute and a clip pulled every five, measuring what a long night does to the box.
+//! Run by `scripts/soak.sh SECONDS CAMERAS` (default 3600 s, 16 cameras).
+//!
+//! Usage: `soak [SECONDS] [CAMERAS] [OUT_DIR]`. Uses the binaries in `EDGENVR_BIN_DIR` (the
+//! script points it at the release build); the box inherits the environment, so
+//! `MALLOC_ARENA_MAX=2 scripts/soak.sh ...` tries another allocator setting.
+//!
+//! Cameras: the test RTSP server loops one 640x360 H.264 clip (25 fps, a key frame a second,
+//! shared by every client); even-numbered cameras record continuously (10 s segments), odd ones
+//! in events mode (5 s pre- and post-roll) triggered by the simulated PIR. Reported (and written
+//! to `OUT_DIR/soak-report.json`, the RSS series to `OUT_DIR/rss.csv`, the box's log to
+//! `OUT_DIR/box.log`): the box's resident memory from a warm-up point (a tenth of the run, at
+//! least a minute) to the end and along the way, its CPU time, ERROR/WARN/panic lines in its log,
+//! every pulled clip's decode, and per camera the close line's GOP accounting (assembled =
+//! written + dropped + failed + not recorded).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use edgenvr_tests::bins;
+use edgenvr_tests::clips::{make_clip_sized, Codec};
+use edgenvr_tests::edgenvr_box::{sim_set, spawn_run, BoxDir};
+use edgenvr_tests::ffprobe::{count_video_frames, decode_errors};
+use edgenvr_tests::process::{log_field, run};
+use edgenvr_tests::rtsp_server::RtspServer;
+use serde_json::json;
+
+const TOKEN: &str = "soak-token-0123456789abcdef";
+const GUARD: Duration = Duration::from_secs(60);
+/// How often memory and CPU are sampled.
+const SAMPLE_EVERY: Duration = Duration::from_secs(10);
+/// A PIR event a minute and a clip every five (shorter runs do both at least twice).
+const PIR_EVERY_S: u64 = 60;
+/// How long the PIR stays on for each event.
+const PIR_ON: Duration = Duration::from_secs(2);
+const CLIP_EVERY_S: u64 = 300;
+/// The close-line counters summed over cameras.
+const COUNTERS: [&str; 7] = [
+    "frames_received",
+    "assembled_gops",
+    "written_gops",
+    "dropped_gops",
+    "failed_gops",
+    "not_recorded_gops",
+    "unaccounted_gops",
+];
+
+fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let seconds: u64 = args.next().map_or(Ok(3600), |a| a.parse())?;
+    let cameras: usize = args.next().map_or(Ok(16), |a| a.parse())?;
+    let out = PathBuf::from(args.next().unwrap_or_else(|| "target/soak".into()));
+    std::fs::create_dir_all(&out)?;
+    let work = tempfile::tempdir()?;
+    let clip = make_clip_sized(work.path(), Codec::H264, 20, (640, 360))?;
+    let server = RtspServer::start(&[("/cam", &clip)], None)?;
+
+    let mut sections =
+        String::from("[state]\nlisten = \"127.0.0.1:0\"\n[http]\nlisten = \"127.0.0.1:0\"\n");
+    sections += &format!("token = \"{TOKEN}\"\n");
+    sections += "[[sensor]]\nname = \"pir\"\nkind = \"pir\"\nbackend = \"sim\"\n";
+    for n in 0..cameras {
+        sections += &format!(
+            "[[camera]]\nname = \"cam-{n:02}\"\nurl = \"{}\"\n",
+            server.url("/cam", None)
+        );
+        if n % 2 == 1 {
+            sections +=
+                "mode = \"events\"\npre_roll = \"5s\"\npost_roll = \"5s\"\ntriggers = [\"pir\"]\n";
+        }
+    }
+    let box_dir = BoxDir::new(
+        "soak",
+        &["--size", "1GiB"],
+        "segment = \"10s\"\nsync_interval = \"2s\"",
+        &sections,
+    );
+    let mut edgenvr = spawn_run(&box_dir.config)?;
+    let http = edgenvr.wait_for_listener("http", GUARD)?;
+    edgenvr.wait_for_lines("streaming", cameras, GUARD)?;
+    let pid = edgenvr.id();
+    let ticks_per_s = clock_ticks()?;
+
+    let started = Instant::now();
+    let warm_up = Duration::from_secs((seconds / 10).max(60));
+    let mut rss_csv = std::fs::File::create(out.join("rss.csv"))?;
+    writeln!(rss_csv, "elapsed_s,rss_kb,cpu_s")?;
+    let mut samples: Vec<(u64, u64)> = Vec::new();
+    let cpu_start = cpu_ticks(pid)?;
+    let pir_every = Duration::from_secs(PIR_EVERY_S.min(seconds / 3).max(10));
+    let clip_every = Duration::from_secs(CLIP_EVERY_S.min(seconds / 3).max(20));
+    let (mut next_sample, mut next_pir, mut next_clip) = (Duration::ZERO, pir_every, clip_every);
+    let (mut events, mut clips) = (0u64, Vec::new());
+    while started.elapsed() < Duration::from_secs(seconds) {
+        let now = started.elapsed();
+        if now >= next_sample {
+            let rss_kb = rss_kb(pid)?;
+            let cpu_s = (cpu_ticks(pid)? - cpu_start) as f64 / ticks_per_s;
+            writeln!(rss_csv, "{},{rss_kb},{cpu_s:.1}", now.as_secs())?;
+            samples.push((now.as_secs(), rss_kb));
+            next_sample += SAMPLE_EVERY;
+        }
+        if now >= next_pir {
+            sim_set(&box_dir.config, "pir", "high")?;
+            std::thread::sleep(PIR_ON);
+            sim_set(&box_dir.config, "pir", "low")?;
+            events += 1;
+            next_pir += pir_every;
+        }
+        if now >= next_clip {
+            clips.push(pull_clip(&http, &out, clips.len())?);
+            next_clip += clip_every;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let cpu_s = (cpu_ticks(pid)? - cpu_start) as f64 / ticks_per_s;
+    let wall_s = started.elapsed().as_secs_f64();
+
+    let exit = edgenvr.terminate(GUARD)?;
+    let log = edgenvr.stderr();
+    std::fs::write(out.join("box.log"), &log)?;
+    let count = |needle: &str| log.lines().filter(|l| l.contains(needle)).count();
+    let closes: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("recording closed"))
+        .collect();
+    let mut totals = serde_json::Map::new();
+    for key in COUNTERS {
+        let sum: i64 = closes.iter().map(|l| log_field(l, key).unwrap_or(0)).sum();
+        totals.insert(key.into(), json!(sum));
+    }
+    let total = |key: &str| totals[key].as_i64().unwrap_or(0);
+    let accounted = total("written_gops")
+        + total("dropped_gops")
+        + total("failed_gops")
+        + total("not_recorded_gops");
+
+    let warm = samples
+        .iter()
+        .find(|(t, _)| *t >= warm_up.as_secs())
+        .or(samples.first())
+        .copied()
+        .unwrap_or_default();
+    let end = samples.last().copied().unwrap_or_default();
+    let growth_percent = (end.1 as f64 - warm.1 as f64) * 100.0 / (warm.1.max(1) as f64);
+    let quarter = |q: u64| {
+        let at = seconds * q / 4;
+        samples
+            .iter()
+            .find(|(t, _)| *t >= at)
+            .map_or(end.1, |s| s.1)
+    };
+    let report = json!({
+        "seconds": seconds,
+        "cameras": cameras,
+        "malloc_arena_max": std::env::var("MALLOC_ARENA_MAX").ok(),
+        "exit_success": exit.success(),
+        "rss_kb": {
+            "warm_up_s": warm.0, "at_warm_up": warm.1, "peak": samples.iter().map(|s| s.1).max(),
+            "at_quarters": [quarter(1), quarter(2), quarter(3), end.1],
+            "end": end.1, "growth_percent_since_warm_up": growth_percent,
+        },
+        "cpu": { "seconds": cpu_s, "percent_of_one_core": cpu_s * 100.0 / wall_s },
+        "log": { "error_lines": count(" ERROR "), "warn_lines": count(" WARN "),
+                 "panics": count("panicked") },
+        "pir_events": events,
+        "clips": clips,
+        "cameras_closed": closes.len(),
+        "gops": totals,
+        "assembled_equals_accounted": total("assembled_gops") == accounted,
+    });
+    std::fs::write(
+        out.join("soak-report.json"),
+        serde_json::to_string_pretty(&report)?,
+    )?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    anyhow::ensure!(exit.success(), "edgenvr run exited with {exit:?}");
+    anyhow::ensure!(closes.len() == cameras, "{} close lines", closes.len());
+    Ok(())
+}
+
+/// Pulls the minute before the last ten seconds of camera 0 with `nvrctl pull`; returns what
+/// ffprobe says of it.
+fn pull_clip(http: &str, out: &Path, n: usize) -> anyhow::Result<serde_json::Value> {
+    let file = out.join(format!("clip-{n}.mp4"));
+    let file_arg = file.to_str().context("clip path is not UTF-8")?;
+    let started = Instant::now();
+    let (status, _, err) = run(
+        &bins::nvrctl(),
+        &[
+            "pull",
+            http,
+            "--token",
+            TOKEN,
+            "--camera",
+            "cam-00",
+            "--from=-70s",
+            "--to=-10s",
+            "-o",
+            file_arg,
+        ],
+    )?;
+    let pull_s = started.elapsed().as_secs_f64();
+    if !status.success() {
+        return Ok(json!({ "n": n, "error": err.trim() }));
+    }
+    let frames = count_video_frames(&file)?;
+    let errors = decode_errors(&file)?;
+    std::fs::remove_file(&file)?;
+    Ok(json!({ "n": n, "pull_s": pull_s, "frames": frames, "decode_errors": errors }))
+}
+
+fn rss_kb(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .context("no VmRSS")
+}
+
+/// utime + stime of `pid`, in clock ticks.
+fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which may hold spaces) start at field 3.
+    let rest = stat.rsplit_once(')').context("odd /proc stat")?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let field = |n: usize| -> anyhow::Result<u64> {
+        Ok(fields.get(n - 3).context("short /proc stat")?.parse()?)
+    };
+    Ok(field(14)? + field(15)?)
+}
+
+fn clock_ticks() -> anyhow::Result<f64> {
+    let (status, out, _) = run(Path::new("getconf"), &["CLK_TCK"])?;
+    anyhow::ensure!(status.success(), "getconf CLK_TCK");
+    Ok(out.trim().parse()?)
+}
