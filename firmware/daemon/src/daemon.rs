@@ -209,6 +209,35 @@ pub async fn record(request: RecordRequest, shutdown: Shutdown) -> Result<(), Da
 /// about two seconds, for a `stat` and a `statvfs` while all is well.
 const STORE_CHECK: Duration = Duration::from_secs(1);
 
+/// How often freed heap memory goes back to the kernel. glibc's allocator keeps what its arenas
+/// freed (the camera writer threads each get an arena, and GOPs are allocated on one thread and
+/// freed on another), so without this the box's resident memory crept up by 3–4 % in half an
+/// hour of the 16-camera soak while its live heap stayed flat (heaptrack: within 1.5 %); a trim
+/// a minute costs a walk over a few MB of free lists.
+const HEAP_TRIM: Duration = Duration::from_secs(60);
+
+/// Hands the allocator's free memory back to the kernel every [`HEAP_TRIM`] until shutdown
+/// (glibc only: other C libraries return memory themselves or have no such call).
+async fn trim_heap(mut shutdown: Shutdown) {
+    let mut tick = tokio::time::interval(HEAP_TRIM);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.requested() => break,
+            _ = tick.tick() => {
+                #[cfg(all(target_os = "linux", target_env = "gnu"))]
+                // SAFETY: malloc_trim takes no pointers; it only releases free pages.
+                let trim = || unsafe { libc::malloc_trim(0) };
+                #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+                let trim = || 0;
+                if tokio::task::spawn_blocking(trim).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+}
+
 /// Runs [`Store::check`] every [`STORE_CHECK`] on a blocking thread until shutdown.
 async fn watch_store(store: Store, mut shutdown: Shutdown) {
     let mut tick = tokio::time::interval(STORE_CHECK);
@@ -432,6 +461,11 @@ pub async fn run_with_status(
     let (watched, stop) = (store.clone(), shutdown.clone());
     tasks.spawn(async move {
         watch_store(watched, stop).await;
+        TaskOutcome::Done
+    });
+    let stop = shutdown.clone();
+    tasks.spawn(async move {
+        trim_heap(stop).await;
         TaskOutcome::Done
     });
     let health = Health::register(

@@ -12,8 +12,12 @@
 //! this segment. Data is synced (fdatasync) at most every `sync_interval`, and when a segment ends.
 //!
 //! Recovery: [`Store::open`] scans every slot's chain of fragment headers (segment id, index,
-//! length) and verifies the checksums of the newest segments of each camera — the only ones that
-//! can hold unsynced, torn data — then covers any uncovered tail. `fsck` verifies every checksum.
+//! length, link to the entry before) and verifies the checksums of the newest segments of each
+//! camera — the only ones that can hold unsynced, torn data — then covers any uncovered tail and
+//! syncs what it verified. `fsck` verifies every checksum. The rule: design/storage.md.
+//!
+//! Availability: the store detaches from a directory that stops being the store or a disk that
+//! fails, and attaches again by itself (`attach.rs`, [`Store::status`], [`Store::check`]).
 //!
 //! Threading: [`Store`] is a cheap `Clone` handle (`Arc`) usable from many threads; slot
 //! allocation and the in-memory index sit behind one `Mutex`, taken once per GOP and never held
