@@ -12,6 +12,7 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 
+use crate::store::checksum;
 use crate::store::format::{
     FragmentHeader, CRC32C, FRAGMENT_HEADER_BYTES, FRAGMENT_HEADER_CHECKED_BYTES,
 };
@@ -25,9 +26,6 @@ pub const PIECE_BYTES: usize = 256 << 10;
 /// Bytes hashed per read when skipping over the part of a fragment a range does not send.
 const SKIP_READ_BYTES: usize = 16 << 10;
 
-/// The checksum's algorithm as a static, so a digest can outlive a call.
-static CHECKSUM: &crc::Crc<u32, crc::Table<16>> = &CRC32C;
-
 /// One fragment being read.
 pub struct FragmentPieces {
     file: File,
@@ -36,7 +34,7 @@ pub struct FragmentPieces {
     body_offset: u64,
     body_len: u64,
     stored_crc: u32,
-    digest: crc::Digest<'static, u32, crc::Table<16>>,
+    digest: checksum::Digest,
     /// Body bytes read and hashed so far.
     hashed: u64,
 }
@@ -72,7 +70,7 @@ impl FragmentPieces {
                 offset: fragment.offset,
             });
         };
-        let mut digest = CHECKSUM.digest();
+        let mut digest = CRC32C.digest();
         digest.update(checked);
         Ok(FragmentPieces {
             file,
