@@ -479,6 +479,12 @@ const DISCONTINUITY_FLAG: u8 = 1;
 impl FragmentHeader {
     /// Appends the 72-byte header box to `buf`; the checksum covers the fields and `body`.
     pub fn encode(&self, body: &[u8], buf: &mut Vec<u8>) {
+        self.encode_pieces([body], buf);
+    }
+
+    /// [`FragmentHeader::encode`] for a body given in pieces (the fragment's head, then each
+    /// frame's bytes), hashed in order as if joined.
+    pub fn encode_pieces<'a>(&self, body: impl IntoIterator<Item = &'a [u8]>, buf: &mut Vec<u8>) {
         put_free_box_header(buf, FRAGMENT_HEADER_BYTES as u32);
         let payload_start = buf.len();
         buf.extend_from_slice(FRAGMENT_MAGIC);
@@ -506,7 +512,9 @@ impl FragmentHeader {
         );
         let mut digest = CRC32C.digest();
         digest.update(&buf[payload_start..]);
-        digest.update(body);
+        for piece in body {
+            digest.update(piece);
+        }
         put_u32(buf, digest.finalize());
     }
 
