@@ -5,12 +5,15 @@
 //! sessions of URL (TCP interleaved, H.264/H.265 video only, MP4 frame format as edgenvr asks
 //! for), and appends every access unit of session i to `DIR/floor-i.bin` through a 1 MiB
 //! `BufWriter` — no muxing, no checksum, no index, no pre-roll, no sync. It stops at SIGINT or
-//! SIGTERM, flushes, and prints the frames and bytes written per session. What edgenvr costs
+//! SIGTERM, flushes, and prints `frames N`, the video frames written over all sessions (what
+//! `scripts/bench-instructions.sh --floor` divides by). What edgenvr costs
 //! above this is what the recorder adds; this is what the RTSP stream costs to receive.
 
+use std::cell::Cell;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use anyhow::{bail, Context};
 use futures::StreamExt;
@@ -36,13 +39,14 @@ fn main() -> anyhow::Result<()> {
 
 async fn run(url: url::Url, n: usize, dir: &Path) -> anyhow::Result<()> {
     let local = tokio::task::LocalSet::new();
+    let frames = Rc::new(Cell::new(0u64));
     let mut sessions = Vec::new();
     for i in 0..n {
         let out = BufWriter::with_capacity(
             WRITE_BUFFER_BYTES,
             File::create(dir.join(format!("floor-{i}.bin")))?,
         );
-        sessions.push(local.spawn_local(record(url.clone(), out)));
+        sessions.push(local.spawn_local(record(url.clone(), out, Rc::clone(&frames))));
     }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     local
@@ -64,12 +68,17 @@ async fn run(url: url::Url, n: usize, dir: &Path) -> anyhow::Result<()> {
             Ok(Ok(())) => println!("session {i}: ended"),
         }
     }
+    println!("frames {}", frames.get());
     Ok(())
 }
 
 /// One session: DESCRIBE, SETUP of the first video stream, PLAY, then every access unit's bytes
 /// to `out` until the stream ends.
-async fn record(url: url::Url, mut out: BufWriter<File>) -> anyhow::Result<()> {
+async fn record(
+    url: url::Url,
+    mut out: BufWriter<File>,
+    frames: Rc<Cell<u64>>,
+) -> anyhow::Result<()> {
     let mut described = client::Session::describe(url, SessionOptions::default()).await?;
     let video = described
         .streams()
@@ -88,6 +97,7 @@ async fn record(url: url::Url, mut out: BufWriter<File>) -> anyhow::Result<()> {
     while let Some(item) = demuxed.next().await {
         if let CodecItem::VideoFrame(frame) = item? {
             out.write_all(frame.data())?;
+            frames.set(frames.get() + 1);
         }
     }
     out.flush()?;
