@@ -33,6 +33,8 @@ const GOP_FRAMES: i64 = 50;
 const TOKEN: &str = "bench-token-0123456789";
 
 fn main() -> anyhow::Result<()> {
+    // As the daemon does: its allocator settings are part of what a download costs.
+    edgenvr::cli::limit_malloc_arenas();
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args
         .iter()
