@@ -51,6 +51,7 @@
 //! ```
 
 mod attach;
+pub mod checksum;
 mod cli_ops;
 mod error;
 pub mod format;
