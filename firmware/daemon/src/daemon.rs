@@ -216,38 +216,33 @@ const STORE_CHECK: Duration = Duration::from_secs(1);
 /// a minute costs a walk over a few MB of free lists.
 const HEAP_TRIM: Duration = Duration::from_secs(60);
 
-/// Hands the allocator's free memory back to the kernel every [`HEAP_TRIM`] until shutdown
-/// (glibc only: other C libraries return memory themselves or have no such call).
-async fn trim_heap(mut shutdown: Shutdown) {
-    let mut tick = tokio::time::interval(HEAP_TRIM);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = shutdown.requested() => break,
-            _ = tick.tick() => {
-                #[cfg(all(target_os = "linux", target_env = "gnu"))]
-                // SAFETY: malloc_trim takes no pointers; it only releases free pages.
-                let trim = || unsafe { libc::malloc_trim(0) };
-                #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-                let trim = || 0;
-                if tokio::task::spawn_blocking(trim).await.is_err() {
-                    break;
-                }
-            }
-        }
+/// Hands the allocator's free memory back to the kernel (glibc only: other C libraries return
+/// memory themselves or have no such call).
+fn trim_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim takes no pointers; it only releases free pages.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
-/// Runs [`Store::check`] every [`STORE_CHECK`] on a blocking thread until shutdown.
-async fn watch_store(store: Store, mut shutdown: Shutdown) {
-    let mut tick = tokio::time::interval(STORE_CHECK);
+/// Runs [`Store::check`] every [`STORE_CHECK`] until shutdown.
+async fn watch_store(store: Store, shutdown: Shutdown) {
+    every(STORE_CHECK, shutdown, move || {
+        store.check();
+    })
+    .await;
+}
+
+/// Runs `work` on a blocking thread every `period` until shutdown.
+async fn every(period: Duration, mut shutdown: Shutdown, work: impl Fn() + Clone + Send + 'static) {
+    let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             () = shutdown.requested() => break,
             _ = tick.tick() => {
-                let store = store.clone();
-                if tokio::task::spawn_blocking(move || store.check()).await.is_err() {
+                if tokio::task::spawn_blocking(work.clone()).await.is_err() {
                     break;
                 }
             }
@@ -465,7 +460,7 @@ pub async fn run_with_status(
     });
     let stop = shutdown.clone();
     tasks.spawn(async move {
-        trim_heap(stop).await;
+        every(HEAP_TRIM, stop, trim_heap).await;
         TaskOutcome::Done
     });
     let health = Health::register(
