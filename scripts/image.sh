@@ -210,9 +210,11 @@ systemctl --root="$root" --quiet enable edgenvr.service edgenvr-card.service edg
   systemd-networkd.service systemd-resolved.service systemd-timesyncd.service ssh.service
 # Not needed on the box, or writing to the card on a timer: waiting for the network before
 # edgenvr starts (edgenvr reconnects its cameras by itself), apt's daily downloads, dpkg's daily
-# database backup and e2scrub (it needs LVM).
+# database backup, e2scrub (it needs LVM), and wpa_supplicant's D-Bus service (Wi-Fi runs as
+# wpa_supplicant@wlan0, started by edgenvr-card when the card names a network).
 systemctl --root="$root" --quiet mask systemd-networkd-wait-online.service apt-daily.timer \
-  apt-daily-upgrade.timer dpkg-db-backup.timer e2scrub_all.timer e2scrub_reap.service
+  apt-daily-upgrade.timer dpkg-db-backup.timer e2scrub_all.timer e2scrub_reap.service \
+  wpa_supplicant.service
 
 # The boot partition: what raspi-firmware put under /boot/firmware, plus the card files. On the
 # box it is mounted over /boot/firmware, so the root keeps no copy.
