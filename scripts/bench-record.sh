@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Benchmark of issue 3: edgenvr against the ffmpeg segment one-liner it replaces.
 #
-#   scripts/bench-record.sh [--n "1 8 32"] [--seconds 30] [--loop-seconds 120]
-#                           [--quick] [--no-cpu] [--no-loop] [--work-dir DIR] [--keep]
+#   scripts/bench-record.sh [--n "1 8 32"] [--seconds 30] [--loop-seconds 120] [--floor]
+#                           [--bitrate 4M] [--gop 50] [--quick] [--no-cpu] [--no-loop]
+#                           [--work-dir DIR] [--keep]
 #
 # 1. CPU and memory. One local RTSP camera (scripts/rtsp-server.py, one shared pipeline on one
 #    path) serves a pre-encoded 1080p25 H.264 clip of ~4 Mbit/s (libx264, no B-frames, a key
@@ -10,7 +11,10 @@
 #    from the same server: ONE `edgenvr run` process recording N cameras (a generated config; a
 #    store initialised beforehand so each camera's share holds the whole run), and N processes of
 #        ffmpeg -rtsp_transport tcp -i URL -c:v copy -f segment -segment_time 10 -segment_wrap 10 %d.mp4
-#    for --seconds of real time. CPU seconds (user+sys) and peak RSS of every process come from
+#    for --seconds of real time. With --floor, a third recorder runs beside them: the floor,
+#    `examples/bench_floor.rs` (one process, N bare retina sessions writing access units through
+#    a 1 MiB buffered file: what receiving the stream costs, without anything a recorder adds).
+#    CPU seconds (user+sys) and peak RSS of every process come from
 #    wait4() (summed over the ffmpeg processes); beside them, the steady-state CPU rate after a
 #    5 s warm-up (ffmpeg's start-up dominates a short run) and the anonymous RSS before the stop
 #    (without shared libraries). The server's CPU over the same window is shown apart so it is
@@ -30,11 +34,18 @@
 #   --n LIST            camera counts, default "1 8 32"
 #   --seconds S         real time per CPU/memory run, default 30
 #   --loop-seconds S    real time of the loop-device run, default 120 (DESIGN.md measured 120)
+#   --floor             also run the floor (bench_floor) side by side, and report against it
+#   --bitrate B         the clip's bitrate (ffmpeg syntax), default 4M
+#   --gop F             frames per GOP (25 fps), default 50 (2 s); e.g. --bitrate 8M --gop 100
 #   --quick             --n "1 8" --seconds 10 --loop-seconds 20: a smoke run, figures not for use
 #   --no-cpu, --no-loop skip a part
 #   --work-dir DIR      clip cache, stores, logs and results (default /tmp/edgenvr-bench)
 #   --keep              keep the recordings (default: only logs and results are kept)
-# EDGENVR_BIN=PATH uses that binary instead of building `cargo build --release -p edgenvr`.
+# EDGENVR_BIN=PATH uses that binary instead of building `cargo build --release -p edgenvr`;
+# FLOOR_BIN=PATH likewise for `cargo build --release -p edgenvr --example bench_floor`.
+# On a Raspberry Pi: build both for its target elsewhere (README, "On a Raspberry Pi"), copy them
+# and this repository's scripts/ over, install Debian's ffmpeg and GStreamer RTSP server packages,
+# and run with EDGENVR_BIN and FLOOR_BIN set (no cargo needed there).
 # MOUNT_OPTIONS=OPTS mounts both loop file systems with them (e.g. noatime,lazytime,commit=60).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,7 +57,10 @@ SECONDS_LOOP=${SECONDS_LOOP:-120}
 WORK_DIR=${WORK_DIR:-/tmp/edgenvr-bench}
 DO_CPU=1
 DO_LOOP=1
+DO_FLOOR=0
 KEEP=0
+BITRATE=${BITRATE:-4M} # the stream DESIGN.md's figures were measured with
+GOP_FRAMES=${GOP_FRAMES:-50} # a key frame every 2 s: inside the 1-2 s most cameras use
 while [ $# -gt 0 ]; do
   case "$1" in
     --n) N_LIST=$2; shift 2 ;;
@@ -55,6 +69,9 @@ while [ $# -gt 0 ]; do
     --quick) N_LIST="1 8"; SECONDS_CPU=10; SECONDS_LOOP=20; shift ;;
     --no-cpu) DO_CPU=0; shift ;;
     --no-loop) DO_LOOP=0; shift ;;
+    --floor) DO_FLOOR=1; shift ;;
+    --bitrate) BITRATE=$2; shift 2 ;;
+    --gop) GOP_FRAMES=$2; shift 2 ;;
     --work-dir) WORK_DIR=$2; shift 2 ;;
     --keep) KEEP=1; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -64,10 +81,9 @@ done
 
 PY=/usr/bin/python3 # Debian's Python: the one with GStreamer's `gi` bindings
 HELPER="$PY $ROOT/scripts/bench_record.py"
-FPS=25              # the clip's frame rate, a common camera rate
-GOP_FRAMES=50       # a key frame every 2 s: inside the 1-2 s most cameras use
-CLIP_SECONDS=20     # ten GOPs: long enough that the loop is not one repeated GOP
-BITRATE=4M          # the stream DESIGN.md's figures were measured with
+# shellcheck source=scripts/bench-common.sh
+. "$ROOT/scripts/bench-common.sh"
+FPS=$BENCH_FPS
 SEGMENT_S=10        # both recorders cut 10 s segments, as in the one-liner
 SLOT_MIB=16         # edgenvr's default slot size (holds a 10 s segment up to ~12 Mbit/s)
 FFMPEG_WRAP=10      # the one-liner's -segment_wrap
@@ -105,36 +121,24 @@ else
   BIN=$ROOT/target/release/edgenvr
 fi
 [ -x "$BIN" ] || die "no edgenvr binary at $BIN"
-
-# --- the clip, encoded once ----------------------------------------------------------------------
-CLIP=$WORK_DIR/clip-1080p${FPS}-${BITRATE}-g${GOP_FRAMES}-${CLIP_SECONDS}s.h264
-if [ ! -s "$CLIP" ]; then
-  echo "== encoding the test clip $CLIP"
-  # testsrc2 alone compresses to far below 4 Mbit/s; temporal noise makes every frame cost bits,
-  # like a camera's sensor noise, so the rate control reaches the target.
-  ffmpeg -hide_banner -loglevel error -y \
-    -f lavfi -i "testsrc2=size=1920x1080:rate=$FPS:duration=$CLIP_SECONDS,noise=alls=12:allf=t" \
-    -c:v libx264 -preset veryfast -profile:v high -pix_fmt yuv420p \
-    -b:v "$BITRATE" -maxrate "$BITRATE" -bufsize "$BITRATE" \
-    -bf 0 -g "$GOP_FRAMES" -keyint_min "$GOP_FRAMES" -sc_threshold 0 \
-    -f h264 "$CLIP.tmp"
-  mv "$CLIP.tmp" "$CLIP"
+FLOOR=
+if [ "$DO_FLOOR" = 1 ]; then
+  if [ -n "${FLOOR_BIN:-}" ]; then
+    FLOOR=$FLOOR_BIN
+  else
+    echo "== building the floor (examples/bench_floor.rs)"
+    cargo build --release -p edgenvr --example bench_floor --quiet
+    FLOOR=$ROOT/target/release/examples/bench_floor
+  fi
+  [ -x "$FLOOR" ] || die "no bench_floor binary at $FLOOR"
 fi
-CLIP_KBPS=$(( $(stat -c %s "$CLIP") * 8 / CLIP_SECONDS / 1000 ))
 
-# --- the camera ----------------------------------------------------------------------------------
-"$PY" "$ROOT/scripts/rtsp-server.py" --stream "/cam=$CLIP" --fps "$FPS" \
-  >"$WORK_DIR/server.out" 2>"$WORK_DIR/server.err" &
-SERVER_PID=$!
-PORT=
-for _ in $(seq 100); do
-  PORT=$(awk '/^port /{print $2; exit}' "$WORK_DIR/server.out")
-  [ -n "$PORT" ] && break
-  kill -0 "$SERVER_PID" 2>/dev/null || die "rtsp-server.py exited: $(cat "$WORK_DIR/server.err")"
-  sleep 0.1
-done
-[ -n "$PORT" ] || die "rtsp-server.py did not report its port"
-URL=rtsp://127.0.0.1:$PORT/cam
+# --- the clip, encoded once, and the camera ----------------------------------------------------------
+CLIP=$(bench_clip "$WORK_DIR" "$BITRATE" "$GOP_FRAMES")
+CLIP_KBPS=$(bench_clip_kbps "$CLIP")
+bench_server "$WORK_DIR" "/cam=$CLIP" || die "no RTSP server"
+SERVER_PID=$BENCH_SERVER_PID
+URL=rtsp://127.0.0.1:$BENCH_PORT/cam
 
 FFMPEG_ONE_LINER=(ffmpeg -hide_banner -nostats -rtsp_transport tcp -i "$URL" -c:v copy -f segment
   -segment_time "$SEGMENT_S" -segment_wrap "$FFMPEG_WRAP" %d.mp4)
@@ -148,6 +152,7 @@ slots_for() { echo $(( ($1 + SEGMENT_S - 1) / SEGMENT_S + 2 )); }
   echo "commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown), $(uname -sr), $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'))"
   echo "stream: $CLIP_KBPS kbit/s 1080p$FPS H.264, GOP $GOP_FRAMES frames, served by scripts/rtsp-server.py (one shared pipeline)"
   echo "edgenvr: $BIN"
+  [ -z "$FLOOR" ] || echo "floor: $FLOOR"
   echo "ffmpeg: $(ffmpeg -version | head -1)"
   echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 } | tee "$WORK_DIR/header.txt"
@@ -163,13 +168,7 @@ if [ "$DO_CPU" = 1 ]; then
     echo "== N = $n: store of $slots slots × ${SLOT_MIB} MiB, then $SECONDS_CPU s of recording"
     "$BIN" store init "$run/store" --size "$(( slots * SLOT_MIB ))MiB" >"$run/logs/store-init.log" 2>&1 ||
       die "store init failed: $(tail -3 "$run/logs/store-init.log")"
-    {
-      printf '[box]\nname = "bench"\n\n[storage]\ndir = "%s"\nsegment = "%ss"\nsync_interval = "2s"\n' \
-        "$run/store" "$SEGMENT_S"
-      for i in $(seq -w 1 "$n"); do
-        printf '\n[[camera]]\nname = "cam%s"\nurl = "%s"\n' "$i" "$URL"
-      done
-    } >"$run/config.toml"
+    bench_config "$run/store" "$SEGMENT_S" "$n" "$URL" >"$run/config.toml"
     "$BIN" check-config --config "$run/config.toml" >/dev/null
     {
       printf 'edgenvr\tint\t%s\t%s\t%s\n' "$run" "$run/logs/edgenvr.log" \
@@ -179,6 +178,11 @@ if [ "$DO_CPU" = 1 ]; then
         printf 'ffmpeg\tq\t%s\t%s\t%s\n' "$run/ffmpeg/$i" "$run/logs/ffmpeg-$i.log" \
           "$(printf '%q ' "${FFMPEG_ONE_LINER[@]}")"
       done
+      if [ -n "$FLOOR" ]; then
+        mkdir -p "$run/floor"
+        printf 'floor\tint\t%s\t%s\t%s\n' "$run/floor" "$run/logs/floor.log" \
+          "$(printf '%q ' "$FLOOR" "$URL" "$n" "$run/floor")"
+      fi
     } >"$run/spec.tsv"
     sync # the zero-fill's dirty pages must not be written back during the measured window
     echo "   load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -187,7 +191,7 @@ if [ "$DO_CPU" = 1 ]; then
     echo "   load average after:  $(cut -d' ' -f1-3 /proc/loadavg)"
     "$BIN" store ls "$run/store" --json >"$run/ls.json" 2>"$run/logs/store-ls.log"
     $HELPER annotate "$run/result.json" --ls "$run/ls.json"
-    if [ "$KEEP" = 0 ]; then rm -rf "$run/store" "$run/ffmpeg"; fi
+    if [ "$KEEP" = 0 ]; then rm -rf "$run/store" "$run/ffmpeg" "$run/floor"; fi
     CPU_RESULTS+=("$run/result.json")
   done
 fi

@@ -27,8 +27,9 @@ Subcommands:
                                    wrote (edgenvr: `edgenvr store ls --json`; ffmpeg: its logs)
 
     report --cpu JSON... [--loop JSON] [--fps F]
-        Prints the CPU/memory table with ratios, the write-amplification table, and whether each
-        target of issue 3 is met.
+        Prints the CPU/memory table with ratios, the floor's table when the runs had one (group
+        `floor`: examples/bench_floor.rs), the write-amplification table, and whether each target
+        of issues 3 and 15 is met.
 """
 
 import argparse
@@ -51,6 +52,10 @@ CPU_TARGET_RATIO = 0.25
 MEMORY_TARGET_RATIO = 0.10
 MEMORY_TARGET_N = 8
 WRITE_AMPLIFICATION_TARGET = 1.02
+# Targets from issue 15: steady-state CPU against ffmpeg's, anonymous memory per camera.
+STEADY_TARGET_RATIO = {1: 0.25}
+STEADY_TARGET_RATIO_MANY = 0.15
+ANON_PER_CAMERA_TARGET_MB = 1.5
 SECTOR_BYTES = 512
 
 
@@ -290,6 +295,8 @@ def annotate(args):
         run = json.load(f)
     with open(args.ls) as f:
         listing = json.load(f)
+    if isinstance(listing, dict):  # {"cameras": [...]} since store format 2
+        listing = listing.get("cameras", [])
     cameras = {}
     for camera in listing:
         ranges = camera.get("ranges", [])
@@ -395,8 +402,36 @@ def report(args):
                                  f"{fmt_ratio(e['maxrss_kib'], m['maxrss_kib'])} peak RSS, "
                                  f"{fmt_ratio(e['anon_kib'], m['anon_kib'])} anonymous",
                                  e["maxrss_kib"] / m["maxrss_kib"] <= MEMORY_TARGET_RATIO))
+        verdicts15 = []
         for n, run, groups in rows:
-            for name in ("edgenvr", "ffmpeg"):
+            e, m = groups["edgenvr"], groups["ffmpeg"]
+            e_rate, m_rate = steady_ms_per_s(e, run), steady_ms_per_s(m, run)
+            target = STEADY_TARGET_RATIO.get(n, STEADY_TARGET_RATIO_MANY)
+            verdicts15.append((f"steady-state CPU at most {target} of ffmpeg's at N = {n}",
+                               fmt_ratio(e_rate, m_rate), m_rate > 0 and e_rate / m_rate <= target))
+            per_camera = e["anon_kib"] / 1024 / n
+            verdicts15.append((f"anonymous memory at most {ANON_PER_CAMERA_TARGET_MB} MB per camera "
+                               f"at N = {n}", f"{per_camera:.2f} MB",
+                               per_camera <= ANON_PER_CAMERA_TARGET_MB))
+        floor_rows = [(n, run, groups) for n, run, groups in rows if "floor" in groups]
+        if floor_rows:
+            print()
+            print("The floor: examples/bench_floor.rs, one process of N bare retina sessions writing")
+            print(" access units through a 1 MiB buffered file, in the same run (steady ms/s as above;")
+            print(" anon MB per camera = anonymous RSS / N, the process's own base included)")
+            print()
+            header = (f"{'N':>3} | {'steady ms/s floor':>17} {'floor/ffmpeg':>12} {'edgenvr/floor':>13} | "
+                      f"{'anon MB/cam e':>13} {'floor':>6}")
+            print(header)
+            print("-" * len(header))
+            for n, run, groups in floor_rows:
+                e, m, fl = groups["edgenvr"], groups["ffmpeg"], groups["floor"]
+                e_rate, m_rate, f_rate = (steady_ms_per_s(g, run) for g in (e, m, fl))
+                print(f"{n:>3} | {f_rate:>17.1f} {fmt_ratio(f_rate, m_rate):>12} "
+                      f"{fmt_ratio(e_rate, f_rate):>13} | {e['anon_kib'] / 1024 / n:>13.2f} "
+                      f"{fl['anon_kib'] / 1024 / n:>6.2f}")
+        for n, run, groups in rows:
+            for name in [g for g in ("edgenvr", "ffmpeg", "floor") if g in groups]:
                 for p in groups[name]["bad"]:
                     print(f"  ! N = {n}, {name} pid {p['pid']}: exit {p['exit_code']}, "
                           f"early exit after {p['exited_early_after_s']} s, "
@@ -453,6 +488,10 @@ def report(args):
     print("Targets (issue 3)")
     for what, value, ok in verdicts:
         print(f"  {'MET    ' if ok else 'NOT MET'}  {what}: {value}")
+    if rows:
+        print("Targets (issue 15)")
+        for what, value, ok in verdicts15:
+            print(f"  {'MET    ' if ok else 'NOT MET'}  {what}: {value}")
 
 
 def main():

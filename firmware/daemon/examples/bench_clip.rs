@@ -10,6 +10,9 @@
 //! download is read from the page cache. It prints the throughput of the second download and the
 //! process's peak resident memory over both downloads above the idle baseline (the server up,
 //! the store open; the kernel's high-water mark, reset through /proc/self/clear_refs first).
+//! `bench_clip clip DIR MINUTES AT_ONCE` runs AT_ONCE such downloads at the same time (each from
+//! its own thread and socket; AT_ONCE at most the server's limit on concurrent downloads) and
+//! reports the same peak over all of them.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -30,6 +33,8 @@ const GOP_FRAMES: i64 = 50;
 const TOKEN: &str = "bench-token-0123456789";
 
 fn main() -> anyhow::Result<()> {
+    // As the daemon does: its allocator settings are part of what a download costs.
+    edgenvr::cli::limit_malloc_arenas();
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args
         .iter()
@@ -38,8 +43,11 @@ fn main() -> anyhow::Result<()> {
         .as_slice()
     {
         ["synth", dir, minutes, mbit] => synth(Path::new(dir), minutes.parse()?, mbit.parse()?),
-        ["clip", dir, minutes] => clip(Path::new(dir), minutes.parse()?),
-        _ => bail!("usage: bench_clip synth DIR MINUTES MBIT | bench_clip clip DIR MINUTES"),
+        ["clip", dir, minutes] => clip(Path::new(dir), minutes.parse()?, 1),
+        ["clip", dir, minutes, at_once] => clip(Path::new(dir), minutes.parse()?, at_once.parse()?),
+        _ => bail!(
+            "usage: bench_clip synth DIR MINUTES MBIT | bench_clip clip DIR MINUTES [AT_ONCE]"
+        ),
     }
 }
 
@@ -113,7 +121,8 @@ fn download(addr: &str, path: &str) -> anyhow::Result<(u64, f64)> {
         stream,
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n"
     )?;
-    let mut reader = BufReader::with_capacity(64 << 10, stream);
+    // The client runs in the measured process: small buffers, so its own memory barely shows.
+    let mut reader = BufReader::with_capacity(16 << 10, stream);
     let mut status = String::new();
     reader.read_line(&mut status)?;
     if !status.contains(" 200 ") {
@@ -130,7 +139,7 @@ fn download(addr: &str, path: &str) -> anyhow::Result<(u64, f64)> {
             length = value.trim().parse::<u64>().ok();
         }
     }
-    let mut buffer = vec![0u8; 64 << 10];
+    let mut buffer = vec![0u8; 16 << 10];
     let mut received = 0u64;
     loop {
         let read = reader.read(&mut buffer)?;
@@ -145,7 +154,7 @@ fn download(addr: &str, path: &str) -> anyhow::Result<(u64, f64)> {
     Ok((received, started.elapsed().as_secs_f64()))
 }
 
-fn clip(dir: &Path, minutes: i64) -> anyhow::Result<()> {
+fn clip(dir: &Path, minutes: i64, at_once: usize) -> anyhow::Result<()> {
     let store = Store::open_read_only(dir)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -164,11 +173,26 @@ fn clip(dir: &Path, minutes: i64) -> anyhow::Result<()> {
     let baseline_kib = status_kib("VmRSS:")?;
     std::fs::write("/proc/self/clear_refs", "5").context("reset the peak RSS")?;
     download(&addr, &path)?; // warms the page cache
-    let (bytes, seconds) = download(&addr, &path)?;
+    let started = Instant::now();
+    // One download runs on this thread, as the warm-up did; more get a thread each.
+    let downloads: Vec<_> = (1..at_once)
+        .map(|_| {
+            let (addr, path) = (addr.clone(), path.clone());
+            std::thread::spawn(move || download(&addr, &path))
+        })
+        .collect();
+    let mut bytes = download(&addr, &path)?.0;
+    for download in downloads {
+        let (received, _) = download
+            .join()
+            .map_err(|_| anyhow::anyhow!("download thread panicked"))??;
+        bytes += received;
+    }
+    let seconds = started.elapsed().as_secs_f64();
     let peak_kib = status_kib("VmHWM:")?;
     println!(
-        "clip {minutes} min: {:.1} MB in {seconds:.2} s = {:.0} MB/s; peak RSS {:.1} MiB, \
-         {:.2} MiB above the idle baseline of {:.1} MiB",
+        "clip {minutes} min x{at_once}: {:.1} MB in {seconds:.2} s = {:.0} MB/s; peak RSS {:.1} \
+         MiB, {:.2} MiB above the idle baseline of {:.1} MiB",
         bytes as f64 / 1e6,
         bytes as f64 / 1e6 / seconds,
         peak_kib as f64 / 1024.0,

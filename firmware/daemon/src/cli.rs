@@ -95,6 +95,7 @@ pub enum Command {
 
 /// Runs the command line and returns the process exit code.
 pub fn main() -> ExitCode {
+    limit_malloc_arenas();
     let cli = Cli::parse();
     init_logging();
     match cli.command {
@@ -168,6 +169,26 @@ pub const PASSWORD_ENV: &str = "EDGENVR_RTSP_PASSWORD";
 
 /// Exit code when the camera refused the credentials.
 pub const EXIT_UNAUTHORIZED: u8 = 3;
+
+/// C allocator arenas the process may use (glibc's `M_ARENA_MAX`). glibc gives each thread that
+/// allocates its own arena, up to 8 per core, and keeps freed memory in each: the blocking pool's
+/// threads that serve clip pieces and the cameras' writer threads each held some, so a one-hour
+/// clip download peaked at 1.3-2.6 MiB above idle, varying with how many pool threads it touched;
+/// with two arenas, 0.8-1.9 MiB (`scripts/bench-clip.sh`). The box allocates little per second
+/// (no allocation per frame on its own path), so two arenas are not contended.
+const MALLOC_ARENAS: i32 = 2;
+
+/// Caps the C allocator's arenas at [`MALLOC_ARENAS`] (glibc only; elsewhere nothing). Call first
+/// thing in `main`, before any thread starts. It overrides `MALLOC_ARENA_MAX` from the
+/// environment (read by glibc at start-up, before this call).
+pub fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets a tuning parameter of the allocator; it is called before any
+    // other thread of this process exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, MALLOC_ARENAS);
+    }
+}
 
 /// Runs `work` on a current-thread runtime (one runtime, as DESIGN.md measured) with SIGINT and
 /// SIGTERM wired to its shutdown signal; maps its result to an exit code.

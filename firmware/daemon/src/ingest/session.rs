@@ -53,14 +53,23 @@ pub struct Session {
     /// A frame that brought new parameters: delivered right after its [`IngestEvent::Params`].
     pending: Option<retina::codec::VideoFrame>,
     stall_timeout: Duration,
-    /// When the last video frame arrived: audio and RTCP keep flowing from some cameras whose
-    /// video encoder hung, so only video counts as a sign of life.
-    last_video_at: tokio::time::Instant,
+    /// The stall watch: one timer for the session, firing every [`STALL_CHECKS`]th of the stall
+    /// timeout, rather than a timer and a clock read per frame. Only video counts as a sign of
+    /// life: audio and RTCP keep flowing from some cameras whose video encoder hung.
+    stall_check: Pin<Box<tokio::time::Sleep>>,
+    /// A video frame arrived since the last check.
+    video_since_check: bool,
+    /// Checks in a row that found no video; [`STALL_CHECKS`] of them is a stall.
+    quiet_checks: u32,
     /// Video media time, rebased across timestamp jumps.
     timeline: MediaTimeline,
     /// A fault worked around since the caller last asked.
     warning: Option<(IngestErrorKind, String)>,
 }
+
+/// Checks per stall timeout. A stall is reported after this many checks in a row found no video,
+/// i.e. between 1 and 1 + 1/STALL_CHECKS stall timeouts after the last frame.
+const STALL_CHECKS: u32 = 4;
 
 /// The largest video frame accepted: 8 MiB. A 4K H.265 key frame at a high bit rate is 1–2 MB;
 /// a bigger "frame" is a broken or hostile camera, and holding it (and the GOP around it) would
@@ -78,7 +87,8 @@ enum Phase {
 
 impl Session {
     /// Connects and starts playing; gives up after `connect_timeout`. A stream that then delivers
-    /// no frame for `stall_timeout` fails [`Session::next_event`] with [`IngestError::Stalled`].
+    /// no video frame for `stall_timeout` fails [`Session::next_event`] with
+    /// [`IngestError::Stalled`] (noticed by a check every quarter of it, so up to a quarter later).
     pub async fn open(
         source: &CameraSource,
         connect_timeout: Duration,
@@ -182,7 +192,9 @@ impl Session {
             params: None,
             pending: None,
             stall_timeout,
-            last_video_at: tokio::time::Instant::now(),
+            stall_check: Box::pin(tokio::time::sleep(stall_timeout / STALL_CHECKS)),
+            video_since_check: false,
+            quiet_checks: 0,
             timeline: MediaTimeline::new(),
             warning: None,
         })
@@ -201,29 +213,40 @@ impl Session {
             return Ok(IngestEvent::Video(self.convert_video(frame)));
         }
         loop {
-            let video_deadline = self.last_video_at + self.stall_timeout;
-            let item = match tokio::time::timeout_at(video_deadline, self.demuxed.next()).await {
-                Err(_) => {
-                    return Err(IngestError::Stalled {
-                        camera: self.camera.clone(),
-                        url: self.url.clone(),
-                        stalled_for: self.stall_timeout,
-                    })
+            let next = tokio::select! {
+                biased;
+                next = self.demuxed.next() => next,
+                () = self.stall_check.as_mut() => {
+                    if std::mem::take(&mut self.video_since_check) {
+                        self.quiet_checks = 0;
+                    } else {
+                        self.quiet_checks += 1;
+                    }
+                    if self.quiet_checks >= STALL_CHECKS {
+                        return Err(IngestError::Stalled {
+                            camera: self.camera.clone(),
+                            url: self.url.clone(),
+                            stalled_for: self.stall_timeout,
+                        });
+                    }
+                    let again = tokio::time::Instant::now() + self.stall_timeout / STALL_CHECKS;
+                    self.stall_check.as_mut().reset(again);
+                    continue;
                 }
-                Ok(None) => {
+            };
+            let item = match next {
+                None => {
                     return Err(IngestError::Ended {
                         camera: self.camera.clone(),
                         url: self.url.clone(),
                     })
                 }
-                Ok(Some(Err(e))) => {
-                    return Err(map_retina_error(&self.source, &e, Phase::Streaming))
-                }
-                Ok(Some(Ok(item))) => item,
+                Some(Err(e)) => return Err(map_retina_error(&self.source, &e, Phase::Streaming)),
+                Some(Ok(item)) => item,
             };
             match item {
                 CodecItem::VideoFrame(frame) if frame.stream_id() == self.video_stream_i => {
-                    self.last_video_at = tokio::time::Instant::now();
+                    self.video_since_check = true;
                     if frame.data().len() > MAX_FRAME_BYTES {
                         return Err(IngestError::OversizedFrame {
                             camera: self.camera.clone(),

@@ -29,12 +29,36 @@ pub struct FragmentTimes {
     pub audio_base: u64,
 }
 
-/// Appends one fragment (`moof` + `mdat`) holding `gop` to `buf`.
+/// Appends one fragment (`moof` + `mdat`) holding `gop` to `buf`: [`write_fragment_head`]
+/// followed by a copy of every piece of [`fragment_payload`].
+pub fn write_fragment(gop: &Gop, times: &FragmentTimes, buf: &mut Vec<u8>) -> Result<(), MuxError> {
+    write_fragment_head(gop, times, buf)?;
+    for piece in fragment_payload(gop) {
+        buf.extend_from_slice(piece);
+    }
+    Ok(())
+}
+
+/// The `mdat` payload of `gop`'s fragment, in order: every video frame, then every audio frame.
+/// The bytes a fragment holds are its head ([`write_fragment_head`]) followed by these, so a
+/// writer can hand them to the kernel as they are (one vectored write) instead of copying them.
+pub fn fragment_payload(gop: &Gop) -> impl Iterator<Item = &[u8]> + Clone {
+    let video = gop.frames.iter().map(|f| &f.data[..]);
+    let audio = gop.audio.iter().map(|f| &f.data[..]);
+    video.chain(audio)
+}
+
+/// Appends the head of the fragment holding `gop` to `buf`: the `moof` and the `mdat` box
+/// header, whose size counts the payload that follows ([`fragment_payload`]), not written here.
 ///
 /// Video sample durations are the gaps between frame timestamps, the last one
 /// `gop.last_frame_duration_90k`; audio sample durations likewise, the last one 1024 samples (one
 /// AAC frame). Audio frames are written only if the GOP has any.
-pub fn write_fragment(gop: &Gop, times: &FragmentTimes, buf: &mut Vec<u8>) -> Result<(), MuxError> {
+pub fn write_fragment_head(
+    gop: &Gop,
+    times: &FragmentTimes,
+    buf: &mut Vec<u8>,
+) -> Result<(), MuxError> {
     let first = gop.frames.first().ok_or(MuxError::EmptyGop)?;
     if !first.is_key {
         return Err(MuxError::NoKeyFrame);
@@ -102,15 +126,15 @@ pub fn write_fragment(gop: &Gop, times: &FragmentTimes, buf: &mut Vec<u8>) -> Re
     if let Some(at) = audio_offset_at {
         patch_i32(buf, at, video_data_offset + video_bytes)?;
     }
-    write_box(buf, b"mdat", |buf| {
-        for frame in &gop.frames {
-            buf.extend_from_slice(&frame.data);
-        }
-        for frame in &gop.audio {
-            buf.extend_from_slice(&frame.data);
-        }
-        Ok(())
-    })
+    let payload_bytes: usize = fragment_payload(gop).map(<[u8]>::len).sum();
+    let mdat_bytes = payload_bytes + 8;
+    let mdat_u32 = u32::try_from(mdat_bytes).map_err(|_| MuxError::TooLarge {
+        fourcc: "mdat".to_owned(),
+        bytes: mdat_bytes as u64,
+    })?;
+    put_u32(buf, mdat_u32);
+    buf.extend_from_slice(b"mdat");
+    Ok(())
 }
 
 fn write_tfhd_tfdt(buf: &mut Vec<u8>, track_id: u32, base: u64) -> Result<(), MuxError> {

@@ -1,8 +1,11 @@
 //! Fragmented MP4 (ISO BMFF) writing: the init segment of a stream and one fragment per GOP.
 //!
 //! Receives [`crate::media::StreamParams`] and [`crate::media::Gop`]s; emits bytes appended to a
-//! caller's `Vec<u8>` (so the store can reuse one buffer per camera and write a whole fragment in
-//! one call). Does no I/O, holds no state, and is safe to call from any thread.
+//! caller's `Vec<u8>` (so the store reuses one buffer per camera). A fragment comes as its head
+//! ([`write_fragment_head`]: `moof` and the `mdat` header) plus the GOP's own frame bytes
+//! ([`fragment_payload`]), so the store writes it with one vectored write and the video is never
+//! copied; [`write_fragment`] joins them into one buffer. Does no I/O, holds no state, and is safe
+//! to call from any thread.
 //!
 //! Tracks: video is track 1 (timescale 90 kHz, `avc1`+`avcC` or `hvc1`+`hvcC`); AAC audio, when
 //! the stream has it, is track 2 (timescale = sample rate, `mp4a`+`esds`). Each fragment is one
@@ -17,7 +20,7 @@ pub mod boxes;
 mod fragment;
 mod init;
 
-pub use fragment::{write_fragment, FragmentTimes};
+pub use fragment::{fragment_payload, write_fragment, write_fragment_head, FragmentTimes};
 pub use init::write_init_segment;
 
 /// The track id of the video track in every init segment and fragment.

@@ -23,6 +23,9 @@ pub struct GopAssembler {
     last_duration_90k: Option<u32>,
     /// Frames whose media time did not advance, fixed up so the GOP stays playable.
     nonmonotonic_frames: u64,
+    /// Frames in the last finished GOP: the next GOP's frame list is allocated that big once,
+    /// instead of growing (and reallocating) as its frames arrive.
+    last_gop_frames: usize,
 }
 
 impl GopAssembler {
@@ -65,6 +68,7 @@ impl GopAssembler {
         }
         if frame.is_key {
             let finished = self.current.take().map(|mut gop| {
+                self.last_gop_frames = gop.frames.len();
                 if let Some(last) = gop.frames.last() {
                     let gap = frame.pts_90k - last.pts_90k;
                     if gap > 0 {
@@ -76,7 +80,12 @@ impl GopAssembler {
             self.current = Some(Gop {
                 params,
                 start_wall_ms: start_wall_ms(frame.pts_90k),
-                frames: vec![frame],
+                frames: {
+                    // Room for a GOP as long as the last one, and a few frames more.
+                    let mut frames = Vec::with_capacity(self.last_gop_frames + 4);
+                    frames.push(frame);
+                    frames
+                },
                 last_frame_duration_90k: self
                     .last_duration_90k
                     .unwrap_or(DEFAULT_FRAME_DURATION_90K),

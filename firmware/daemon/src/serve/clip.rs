@@ -128,6 +128,9 @@ impl ClipPlan {
             if overlapping.is_empty() {
                 continue;
             }
+            // The plan keeps its own list; the drained one's room (~70 bytes a fragment) would
+            // stay allocated for as long as the download runs.
+            segment.fragments = Vec::new();
             let index = segments.len() as u32;
             chosen.extend(overlapping.into_iter().map(|f| (index, f)));
             segments.push(segment);

@@ -12,6 +12,7 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 
+use crate::store::checksum;
 use crate::store::format::{
     FragmentHeader, CRC32C, FRAGMENT_HEADER_BYTES, FRAGMENT_HEADER_CHECKED_BYTES,
 };
@@ -19,14 +20,15 @@ use crate::store::{FragmentInfo, SegmentInfo, StoreError};
 
 /// Largest piece handed to the HTTP body: big enough that syscalls and per-chunk overhead do not
 /// show (reads from the page cache run at hundreds of MB/s with it), small enough that a
-/// download's buffers stay well under the 2 MiB budget per download.
-pub const PIECE_BYTES: usize = 256 << 10;
+/// download's buffers stay under the 2 MiB budget per download. A download holds a few pieces at
+/// once (the one being read, the one the HTTP connection is writing, what the allocator keeps of
+/// freed ones): at 256 KiB a one-hour clip peaked at 1.8-2.8 MiB above idle, at 128 KiB at
+/// 1.7-2.5 MiB; 64 KiB stays below the mmap threshold of the C allocator too (README, "Clip
+/// assembly", `scripts/bench-clip.sh`).
+pub const PIECE_BYTES: usize = 64 << 10;
 
 /// Bytes hashed per read when skipping over the part of a fragment a range does not send.
 const SKIP_READ_BYTES: usize = 16 << 10;
-
-/// The checksum's algorithm as a static, so a digest can outlive a call.
-static CHECKSUM: &crc::Crc<u32, crc::Table<16>> = &CRC32C;
 
 /// One fragment being read.
 pub struct FragmentPieces {
@@ -36,7 +38,7 @@ pub struct FragmentPieces {
     body_offset: u64,
     body_len: u64,
     stored_crc: u32,
-    digest: crc::Digest<'static, u32, crc::Table<16>>,
+    digest: checksum::Digest,
     /// Body bytes read and hashed so far.
     hashed: u64,
 }
@@ -72,7 +74,7 @@ impl FragmentPieces {
                 offset: fragment.offset,
             });
         };
-        let mut digest = CHECKSUM.digest();
+        let mut digest = CRC32C.digest();
         digest.update(checked);
         Ok(FragmentPieces {
             file,

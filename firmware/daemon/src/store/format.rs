@@ -15,8 +15,6 @@
 
 use std::path::{Path, PathBuf};
 
-use crc::{Crc, Table, CRC_32_ISCSI};
-
 use crate::media::VideoCodec;
 use crate::mux::boxes::{put_free_box_header, put_u16, put_u32, put_u64, put_u8, put_zeros};
 
@@ -51,9 +49,9 @@ const SLOT_HEADER_CHECKED_BYTES: usize = 248;
 /// Bytes of the fragment header payload covered by its checksum (the checksum follows them).
 pub const FRAGMENT_HEADER_CHECKED_BYTES: usize = 60;
 
-/// CRC-32C (Castagnoli), the checksum of headers, init segments and fragments. Slice-by-16
-/// tables (16 KiB, a `static` so it exists once): every byte of video passes through it.
-pub static CRC32C: Crc<u32, Table<16>> = Crc::<u32, Table<16>>::new(&CRC_32_ISCSI);
+/// CRC-32C (Castagnoli), the checksum of headers, init segments and fragments: every byte of
+/// video passes through it (the CPU's CRC instruction where it has one, see `checksum.rs`).
+pub use super::checksum::CRC32C;
 
 /// The state an init left the store in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -481,6 +479,12 @@ const DISCONTINUITY_FLAG: u8 = 1;
 impl FragmentHeader {
     /// Appends the 72-byte header box to `buf`; the checksum covers the fields and `body`.
     pub fn encode(&self, body: &[u8], buf: &mut Vec<u8>) {
+        self.encode_pieces([body], buf);
+    }
+
+    /// [`FragmentHeader::encode`] for a body given in pieces (the fragment's head, then each
+    /// frame's bytes), hashed in order as if joined.
+    pub fn encode_pieces<'a>(&self, body: impl IntoIterator<Item = &'a [u8]>, buf: &mut Vec<u8>) {
         put_free_box_header(buf, FRAGMENT_HEADER_BYTES as u32);
         let payload_start = buf.len();
         buf.extend_from_slice(FRAGMENT_MAGIC);
@@ -508,7 +512,9 @@ impl FragmentHeader {
         );
         let mut digest = CRC32C.digest();
         digest.update(&buf[payload_start..]);
-        digest.update(body);
+        for piece in body {
+            digest.update(piece);
+        }
         put_u32(buf, digest.finalize());
     }
 

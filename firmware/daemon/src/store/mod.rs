@@ -46,6 +46,7 @@
 //! # }
 //! ```
 
+pub mod checksum;
 mod cli_ops;
 mod error;
 pub mod format;

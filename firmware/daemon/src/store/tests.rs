@@ -174,6 +174,50 @@ fn reading_back_checks_the_fragment_is_still_there() {
     ));
 }
 
+/// The writer hands a GOP to the kernel as pieces (the fragment's head, each frame's bytes, the
+/// tail cover) in as many `pwritev` calls as IOV_MAX allows: what lands on disk must be exactly
+/// the muxer's fragment, checksum included, however many frames the GOP has.
+#[test]
+fn a_gop_of_more_frames_than_one_vectored_write_takes_is_stored_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    new_store(dir.path(), 2);
+    let store = Store::open(dir.path()).unwrap();
+    let p = params(320);
+    // 1,500 frames (IOV_MAX is 1,024), each a different size and fill, two of them empty.
+    let frames = (0..1_500u32).map(|i| {
+        let len = if i % 700 == 699 { 0 } else { 4 + i % 13 };
+        Bytes::from(vec![i as u8; len as usize])
+    });
+    let big = synthetic::gop(&p, 1_000_000, 0, 3600, frames);
+    let mut writer = store.camera_writer("front", options(1000)).unwrap();
+    writer.append(&big).unwrap();
+    writer.append(&gop(&p, 60)).unwrap();
+    writer.close().unwrap();
+
+    let reopened = Store::open_read_only(dir.path()).unwrap();
+    let segment = reopened.segments()[0].clone();
+    assert_eq!(segment.fragments.len(), 2);
+    let stored = reopened
+        .read_fragment(&segment, &segment.fragments[0])
+        .unwrap();
+    let mut expected = Vec::new();
+    crate::mux::write_fragment(
+        &big,
+        &crate::mux::FragmentTimes {
+            sequence_number: 1,
+            video_base_90k: 0,
+            audio_base: 0,
+        },
+        &mut expected,
+    )
+    .unwrap();
+    assert_eq!(stored.len(), expected.len());
+    assert!(
+        stored == expected,
+        "stored fragment differs from the muxer's"
+    );
+}
+
 #[test]
 fn a_second_opener_is_locked_out_but_can_read() {
     let dir = tempfile::tempdir().unwrap();

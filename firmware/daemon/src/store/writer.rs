@@ -4,8 +4,10 @@
 //! fit the rest of the slot.
 //!
 //! Receives [`Gop`]s and event changes ([`CameraWriter::begin_event`],
-//! [`CameraWriter::end_event`]); writes slot files with positioned writes (one `write` per GOP or
-//! event record, plus one fdatasync per `sync_interval` and at each event's end); publishes each
+//! [`CameraWriter::end_event`]); writes slot files with positioned writes (one vectored `pwritev`
+//! per GOP — the fragment's header and `moof` from a reused buffer, the video straight from the
+//! GOP's frames, never copied — and one `pwrite` per event record, plus one fdatasync per
+//! `sync_interval` and at each event's end); publishes each
 //! fragment and record to the store's index so listings include it at once. Blocking I/O on the
 //! caller's thread; a writer is `Send` and is used by one thread (or task via `spawn_blocking`)
 //! at a time.
@@ -17,6 +19,7 @@
 //! events back to back instead of spending a slot per event (design/storage.md, "Events").
 
 use std::fs::{File, OpenOptions};
+use std::io::{self, IoSlice};
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -85,7 +88,8 @@ pub struct CameraWriter {
     /// The event being recorded, if any (its id assigned): every segment started while it lasts
     /// opens with its record.
     event: Option<EventInfo>,
-    /// Reused buffers: the bytes of one write, and an init segment.
+    /// Reused buffers: the bytes of one write (for a GOP, everything before its frames' bytes),
+    /// and an init segment.
     write_buf: Vec<u8>,
     init_buf: Vec<u8>,
 }
@@ -424,20 +428,20 @@ impl CameraWriter {
         let placement = segment
             .timeline
             .place(gop, first_pts, segment.next_index + 1);
-        // The body is muxed straight behind room for its header: one copy of the video per GOP.
+        // The fragment's head is muxed straight behind room for its header; the video is not
+        // copied (see `write_fragment`).
         self.write_buf.clear();
         self.write_buf.resize(FRAGMENT_HEADER_BYTES as usize, 0);
-        mux::write_fragment(gop, &placement.times, &mut self.write_buf)
+        mux::write_fragment_head(gop, &placement.times, &mut self.write_buf)
             .map_err(|e| bad_gop(&self.store, &self.camera, e.to_string()))?;
-        let fragment_bytes = self.write_buf.len() as u64;
+        let fragment_bytes = self.write_buf.len() as u64 + payload_bytes(gop);
         if segment.next_offset + fragment_bytes + RECORD_ROOM_BYTES + FREE_HEADER_BYTES > slot_bytes
         {
             return Ok(false);
         }
         let offset = segment.next_offset;
         let info = encode_fragment(segment, gop, &placement, offset, &mut self.write_buf, 0)?;
-        cover_rest(&mut self.write_buf, offset, slot_bytes);
-        self.write_fragment(offset, info, placement.timeline_after)?;
+        self.write_fragment(offset, gop, info, placement.timeline_after)?;
         Ok(true)
     }
 
@@ -455,16 +459,19 @@ impl CameraWriter {
         });
         let record_len = record.as_ref().map_or(0, EventRecord::encoded_len) as usize;
         // Slot header, init segment, record and fragment header are filled in once the slot is
-        // known; the body is muxed straight behind the room left for them.
+        // known; the fragment's head is muxed straight behind the room left for them.
         let init_at = SLOT_HEADER_BYTES as usize;
         let record_at = init_at + self.init_buf.len();
         let fragment_at = record_at + record_len;
         self.write_buf.clear();
         self.write_buf
             .resize(fragment_at + FRAGMENT_HEADER_BYTES as usize, 0);
-        mux::write_fragment(gop, &placement.times, &mut self.write_buf)
+        mux::write_fragment_head(gop, &placement.times, &mut self.write_buf)
             .map_err(|e| self.bad_gop(e.to_string()))?;
-        let first_write_bytes = self.write_buf.len() as u64 + RECORD_ROOM_BYTES + FREE_HEADER_BYTES;
+        let first_write_bytes = self.write_buf.len() as u64
+            + payload_bytes(gop)
+            + RECORD_ROOM_BYTES
+            + FREE_HEADER_BYTES;
         if first_write_bytes > slot_bytes {
             return Err(self.bad_gop(format!(
                 "needs {first_write_bytes} bytes, more than a whole slot ({slot_bytes} bytes); \
@@ -513,7 +520,6 @@ impl CameraWriter {
             &mut self.write_buf,
             fragment_at,
         )?;
-        cover_rest(&mut self.write_buf, 0, slot_bytes);
         if let (Some(record), Some(state)) = (
             record.take(),
             self.store.ring().slots.get_mut(slot as usize),
@@ -522,7 +528,7 @@ impl CameraWriter {
         }
         tracing::debug!(camera = %self.camera, slot, segment = header.segment_id, "segment started");
         self.segment = Some(segment);
-        self.write_fragment(0, info, placement.timeline_after)
+        self.write_fragment(0, gop, info, placement.timeline_after)
     }
 
     /// Picks the slot, and records the new segment in the index (the slot's old content is no
@@ -590,17 +596,31 @@ impl CameraWriter {
         Ok((index as u32, header))
     }
 
-    /// Writes `write_buf` at `offset`, then publishes the fragment and syncs if due.
+    /// Writes `write_buf`, then `gop`'s frames, then the cover over the rest of the slot, at
+    /// `offset` in one vectored write; then publishes the fragment and syncs if due.
     fn write_fragment(
         &mut self,
         offset: u64,
+        gop: &Gop,
         info: FragmentInfo,
         timeline_after: Timeline,
     ) -> Result<(), StoreError> {
+        let slot_bytes = self.store.layout().slot_bytes;
         let Some(segment) = self.segment.as_mut() else {
             return Ok(());
         };
-        if let Err(e) = segment.file.write_all_at(&self.write_buf, offset) {
+        let cover = tail_cover(info.end_offset(), slot_bytes);
+        // One small allocation per GOP (the list of pieces), none per frame.
+        let mut pieces = Vec::with_capacity(gop.frames.len() + gop.audio.len() + 2);
+        pieces.push(IoSlice::new(&self.write_buf));
+        pieces.extend(
+            mux::fragment_payload(gop)
+                .filter(|piece| !piece.is_empty())
+                .map(IoSlice::new),
+        );
+        pieces.push(IoSlice::new(&cover));
+        let written_bytes = info.end_offset() - offset + FREE_HEADER_BYTES;
+        if let Err(e) = write_all_vectored_at(&segment.file, &mut pieces, offset) {
             let error = StoreError::io(&segment.path, "write fragment", e);
             self.abandon_segment();
             return Err(error);
@@ -617,7 +637,7 @@ impl CameraWriter {
             if let Some(state) = ring.slots.get_mut(slot as usize) {
                 state.end_offset = info.end_offset();
                 state.fragments.push(info);
-                state.counters.bytes_written += self.write_buf.len() as u64;
+                state.counters.bytes_written += written_bytes;
             }
         }
         if due {
@@ -683,8 +703,8 @@ fn bad_gop(store: &Store, camera: &str, problem: String) -> StoreError {
 }
 
 /// Fills in the header of the fragment whose header room starts at `buf[header_at]` and whose
-/// body runs from the end of that room to the end of `buf`; `offset` is where the fragment goes
-/// in the slot.
+/// body is the rest of `buf` (its head: `moof` and `mdat` header) followed by `gop`'s payload
+/// ([`mux::fragment_payload`]); `offset` is where the fragment goes in the slot.
 fn encode_fragment(
     segment: &mut OpenSegment,
     gop: &Gop,
@@ -694,8 +714,9 @@ fn encode_fragment(
     header_at: usize,
 ) -> Result<FragmentInfo, StoreError> {
     let body_at = header_at + FRAGMENT_HEADER_BYTES as usize;
-    let body = buf.get(body_at..).unwrap_or_default();
-    let body_len = u32::try_from(body.len()).map_err(|_| StoreError::BadGop {
+    let head = buf.get(body_at..).unwrap_or_default();
+    let body_bytes = head.len() as u64 + payload_bytes(gop);
+    let body_len = u32::try_from(body_bytes).map_err(|_| StoreError::BadGop {
         path: segment.path.clone(),
         camera: String::new(),
         problem: "fragment larger than 4 GiB".into(),
@@ -712,7 +733,10 @@ fn encode_fragment(
         discontinuity: placement.discontinuity,
     };
     let mut header_bytes = Vec::with_capacity(FRAGMENT_HEADER_BYTES as usize);
-    header.encode(body, &mut header_bytes);
+    header.encode_pieces(
+        std::iter::once(head).chain(mux::fragment_payload(gop)),
+        &mut header_bytes,
+    );
     debug_assert_eq!(header_bytes.len(), FRAGMENT_HEADER_BYTES as usize);
     let crc = header_bytes
         .get(header_bytes.len() - 4..)
@@ -735,6 +759,47 @@ fn encode_fragment(
         crc,
         discontinuity: header.discontinuity,
     })
+}
+
+/// Bytes of `gop`'s fragment payload (its frames), which follow the fragment's head.
+fn payload_bytes(gop: &Gop) -> u64 {
+    mux::fragment_payload(gop)
+        .map(|piece| piece.len() as u64)
+        .sum()
+}
+
+/// The `free` box header that hides everything from `end` to the end of the slot.
+fn tail_cover(end: u64, slot_bytes: u64) -> [u8; FREE_HEADER_BYTES as usize] {
+    let mut cover = [0u8; FREE_HEADER_BYTES as usize];
+    let remaining = (slot_bytes - end) as u32;
+    cover[..4].copy_from_slice(&remaining.to_be_bytes());
+    cover[4..].copy_from_slice(b"free");
+    cover
+}
+
+/// Most pieces one `pwritev` takes (Linux's `IOV_MAX`); a GOP with more frames than this is
+/// written in several calls.
+const IOV_MAX: usize = 1024;
+
+/// Writes every piece of `pieces`, in order, at `offset` of `file`: `pwritev` calls of up to
+/// [`IOV_MAX`] pieces, continuing after a short write where it stopped. Pieces must not be empty.
+fn write_all_vectored_at(
+    file: &File,
+    mut pieces: &mut [IoSlice<'_>],
+    mut offset: u64,
+) -> io::Result<()> {
+    while !pieces.is_empty() {
+        let batch = pieces.get(..IOV_MAX.min(pieces.len())).unwrap_or_default();
+        let written = match rustix::io::pwritev(file, batch, offset) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(written) => written,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(errno) => return Err(errno.into()),
+        };
+        offset += written as u64;
+        IoSlice::advance_slices(&mut pieces, written);
+    }
+    Ok(())
 }
 
 /// Appends the `free` box header that hides everything from the end of `buf` (written at

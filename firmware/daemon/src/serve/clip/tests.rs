@@ -175,12 +175,13 @@ fn no_video_in_the_range_or_for_the_camera() {
 
 #[test]
 fn a_fragment_overwritten_while_sending_is_an_error_not_bytes() {
-    // 4 slots of 1 MiB: 4 s segments of ~190 KiB GOPs wrap quickly.
+    // 4 slots of 1 MiB: 4 s segments of ~50 KB GOPs (one piece each) wrap quickly.
     let (_dir, store) = store(4);
     let mut writer = store.camera_writer("front", writer_options()).unwrap();
     let params = params(320);
+    const { assert!(25 * 2000 < PIECE_BYTES) };
     for n in 0..8 {
-        writer.append(&gop(&params, n, 8000)).unwrap();
+        writer.append(&gop(&params, n, 2000)).unwrap();
     }
     let plan = Arc::new(ClipPlan::new(&store, "front", T0_MS, T0_MS + 8000).unwrap());
     let mut reader = ClipReader::new(Arc::clone(&plan), store.clone(), None);
@@ -189,7 +190,7 @@ fn a_fragment_overwritten_while_sending_is_an_error_not_bytes() {
     assert!(reader.next_chunk().unwrap().is_ok());
     // ...then the ring wraps over every slot the clip came from.
     for n in 8..30 {
-        writer.append(&gop(&params, n, 8000)).unwrap();
+        writer.append(&gop(&params, n, 2000)).unwrap();
     }
     let error = reader.next_chunk().unwrap().unwrap_err();
     assert!(
