@@ -395,19 +395,18 @@ fn image_boots_records_and_survives_a_power_cut() {
     // The fixed config, written to the card and applied as a boot applies it.
     let pre_cut_end = {
         let _phase = Phase::start("fixed config: recording, PIR, watch, pull");
+        // Synced, as ejecting the card from the computer that edited it would: the power cut
+        // below comes seconds later, well before the kernel would write the file back.
         guest
             .ssh_with_input(
-                "cat >/boot/firmware/edgenvr.toml",
+                "cat >/boot/firmware/edgenvr.toml && sync /boot/firmware/edgenvr.toml",
                 config(&camera_url, false).as_bytes(),
             )
             .unwrap();
         guest
             .ssh_ok("systemctl restart edgenvr-card.service && systemctl start edgenvr.service")
             .unwrap();
-        assert_eq!(
-            guest.ssh_ok("systemctl is-active edgenvr").unwrap().trim(),
-            "active"
-        );
+        assert_recorder_active(&guest);
         let started_ms = guest_now_ms(&guest);
         let watch = Watcher::start(&["watch", &state_addr]);
         watch.wait_for(STEP_GUARD, "pir-hall", serde_json::json!(false));
@@ -458,10 +457,7 @@ fn image_boots_records_and_survives_a_power_cut() {
     let http = format!("127.0.0.1:{}", guest.host_port(HTTP_PORT));
     {
         let _phase = Phase::start("checks after the power cut");
-        assert_eq!(
-            guest.ssh_ok("systemctl is-active edgenvr").unwrap().trim(),
-            "active"
-        );
+        assert_recorder_active(&guest);
         assert_eq!(guest.ssh_ok("hostname").unwrap().trim(), "image-box");
         let mdns = guest.ssh_ok("resolvectl status eth0").unwrap();
         assert!(mdns.contains("+mDNS"), "mDNS is off on eth0:\n{mdns}");
@@ -497,4 +493,18 @@ fn image_boots_records_and_survives_a_power_cut() {
     }
     guest.power_cut().unwrap();
     drop(server);
+}
+
+/// Fails, with the boot's journal of the card settings and the recorder, unless
+/// edgenvr.service is active.
+fn assert_recorder_active(guest: &Guest) {
+    let active = guest.ssh("systemctl is-active edgenvr").unwrap();
+    let state = String::from_utf8_lossy(&active.stdout).trim().to_owned();
+    if state != "active" {
+        let journal = guest
+            .ssh("journalctl -b -u edgenvr-card -u edgenvr-store -u edgenvr --no-pager")
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_else(|e| format!("(no journal: {e})"));
+        panic!("edgenvr.service is {state}, not active; the boot's journal:\n{journal}");
+    }
 }
