@@ -15,6 +15,7 @@ pub mod edgenvr_box;
 pub mod ffprobe;
 pub mod fuzz;
 pub mod gops;
+pub mod guest;
 pub mod h26x;
 pub mod line_sink;
 pub mod mosquitto;
