@@ -10,8 +10,9 @@
 //! shared by every client); even-numbered cameras record continuously (10 s segments), odd ones
 //! in events mode (5 s pre- and post-roll) triggered by the simulated PIR. Reported (and written
 //! to `OUT_DIR/soak-report.json`, the RSS series to `OUT_DIR/rss.csv`, the box's log to
-//! `OUT_DIR/box.log`): the box's resident memory from a warm-up point (a tenth of the run, at
-//! least a minute) to the end and along the way, its CPU time, ERROR/WARN/panic lines in its log,
+//! `OUT_DIR/box.log`): the box's resident memory (VmRSS, and its anonymous part RssAnon, the
+//! heap and stacks, apart from the code pages that come in as paths first run) from a warm-up
+//! point (a tenth of the run, at least a minute) and from half-time to the end, its CPU time, ERROR/WARN/panic lines in its log,
 //! every pulled clip's decode, and per camera the close line's GOP accounting (assembled =
 //! written + dropped + failed + not recorded).
 
@@ -87,8 +88,10 @@ fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let warm_up = Duration::from_secs((seconds / 10).max(60));
     let mut rss_csv = std::fs::File::create(out.join("rss.csv"))?;
-    writeln!(rss_csv, "elapsed_s,rss_kb,cpu_s")?;
-    let mut samples: Vec<(u64, u64)> = Vec::new();
+    writeln!(rss_csv, "elapsed_s,rss_kb,rss_anon_kb,rss_file_kb,cpu_s")?;
+    // (elapsed s, VmRSS, RssAnon): the anonymous part is the heap and stacks; the rest is
+    // the binary's and libraries' pages, which grow as code paths run for the first time.
+    let mut samples: Vec<(u64, u64, u64)> = Vec::new();
     let cpu_start = cpu_ticks(pid)?;
     let pir_every = Duration::from_secs(PIR_EVERY_S.min(seconds / 3).max(10));
     let clip_every = Duration::from_secs(CLIP_EVERY_S.min(seconds / 3).max(20));
@@ -97,10 +100,17 @@ fn main() -> anyhow::Result<()> {
     while started.elapsed() < Duration::from_secs(seconds) {
         let now = started.elapsed();
         if now >= next_sample {
-            let rss_kb = rss_kb(pid)?;
+            let memory = memory_kb(pid)?;
             let cpu_s = (cpu_ticks(pid)? - cpu_start) as f64 / ticks_per_s;
-            writeln!(rss_csv, "{},{rss_kb},{cpu_s:.1}", now.as_secs())?;
-            samples.push((now.as_secs(), rss_kb));
+            writeln!(
+                rss_csv,
+                "{},{},{},{},{cpu_s:.1}",
+                now.as_secs(),
+                memory.rss,
+                memory.anon,
+                memory.file
+            )?;
+            samples.push((now.as_secs(), memory.rss, memory.anon));
             next_sample += SAMPLE_EVERY;
         }
         if now >= next_pir {
@@ -140,19 +150,15 @@ fn main() -> anyhow::Result<()> {
 
     let warm = samples
         .iter()
-        .find(|(t, _)| *t >= warm_up.as_secs())
+        .find(|s| s.0 >= warm_up.as_secs())
         .or(samples.first())
         .copied()
         .unwrap_or_default();
     let end = samples.last().copied().unwrap_or_default();
-    let growth_percent = (end.1 as f64 - warm.1 as f64) * 100.0 / (warm.1.max(1) as f64);
-    let quarter = |q: u64| {
-        let at = seconds * q / 4;
-        samples
-            .iter()
-            .find(|(t, _)| *t >= at)
-            .map_or(end.1, |s| s.1)
-    };
+    let growth = |from: u64, to: u64| (to as f64 - from as f64) * 100.0 / (from.max(1) as f64);
+    let at = |t: u64| samples.iter().find(|s| s.0 >= t).copied().unwrap_or(end);
+    let quarter = |q: u64| at(seconds * q / 4).1;
+    let half = at(seconds / 2);
     let report = json!({
         "seconds": seconds,
         "cameras": cameras,
@@ -161,7 +167,14 @@ fn main() -> anyhow::Result<()> {
         "rss_kb": {
             "warm_up_s": warm.0, "at_warm_up": warm.1, "peak": samples.iter().map(|s| s.1).max(),
             "at_quarters": [quarter(1), quarter(2), quarter(3), end.1],
-            "end": end.1, "growth_percent_since_warm_up": growth_percent,
+            "end": end.1, "growth_percent_since_warm_up": growth(warm.1, end.1),
+            "growth_percent_second_half": growth(half.1, end.1),
+        },
+        "rss_anon_kb": {
+            "at_warm_up": warm.2, "at_half": half.2, "end": end.2,
+            "peak": samples.iter().map(|s| s.2).max(),
+            "growth_percent_since_warm_up": growth(warm.2, end.2),
+            "growth_percent_second_half": growth(half.2, end.2),
         },
         "cpu": { "seconds": cpu_s, "percent_of_one_core": cpu_s * 100.0 / wall_s },
         "log": { "error_lines": count(" ERROR "), "warn_lines": count(" WARN "),
@@ -213,14 +226,28 @@ fn pull_clip(http: &str, out: &Path, n: usize) -> anyhow::Result<serde_json::Val
     Ok(json!({ "n": n, "pull_s": pull_s, "frames": frames, "decode_errors": errors }))
 }
 
-fn rss_kb(pid: u32) -> anyhow::Result<u64> {
+/// Resident memory of a process, in KiB, from `/proc/PID/status`.
+struct Memory {
+    rss: u64,
+    anon: u64,
+    file: u64,
+}
+
+fn memory_kb(pid: u32) -> anyhow::Result<Memory> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .context("no VmRSS")
+    let field = |name: &str| -> anyhow::Result<u64> {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .with_context(|| format!("no {name} in /proc/{pid}/status"))
+    };
+    Ok(Memory {
+        rss: field("VmRSS:")?,
+        anon: field("RssAnon:")?,
+        file: field("RssFile:")?,
+    })
 }
 
 /// utime + stime of `pid`, in clock ticks.
