@@ -95,7 +95,7 @@ pub enum Command {
 
 /// Runs the command line and returns the process exit code.
 pub fn main() -> ExitCode {
-    limit_malloc_arenas();
+    tune_malloc();
     let cli = Cli::parse();
     init_logging();
     match cli.command {
@@ -178,15 +178,26 @@ pub const EXIT_UNAUTHORIZED: u8 = 3;
 /// (no allocation per frame on its own path), so two arenas are not contended.
 const MALLOC_ARENAS: i32 = 2;
 
-/// Caps the C allocator's arenas at [`MALLOC_ARENAS`] (glibc only; elsewhere nothing). Call first
-/// thing in `main`, before any thread starts. It overrides `MALLOC_ARENA_MAX` from the
-/// environment (read by glibc at start-up, before this call).
-pub fn limit_malloc_arenas() {
+/// Allocations this large or larger are each their own mapping (glibc's `M_MMAP_THRESHOLD`):
+/// half a frame chunk, so every chunk of video ([`crate::ingest::CHUNK_BYTES`]) goes back to the
+/// kernel when its last frame is dropped instead of leaving a hole in the heap. It is glibc's own
+/// default, 128 KiB, but fixed: glibc otherwise raises it to the size of each mapped block freed,
+/// after which chunks would come from the heap again. The 64 KiB pieces of a clip download stay
+/// below it, as before.
+const MALLOC_MMAP_THRESHOLD: usize = crate::ingest::CHUNK_BYTES / 2;
+
+/// Sets the C allocator up for the box (glibc only; elsewhere nothing): at most
+/// [`MALLOC_ARENAS`] arenas and a fixed [`MALLOC_MMAP_THRESHOLD`]. Call first thing in `main`,
+/// before any thread starts. It overrides `MALLOC_ARENA_MAX` and `MALLOC_MMAP_THRESHOLD_` from
+/// the environment (read by glibc at start-up, before this call).
+pub fn tune_malloc() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets a tuning parameter of the allocator; it is called before any
+    // SAFETY: mallopt only sets tuning parameters of the allocator; it is called before any
     // other thread of this process exists.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, MALLOC_ARENAS);
+        let threshold = libc::c_int::try_from(MALLOC_MMAP_THRESHOLD).unwrap_or(libc::c_int::MAX);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, threshold);
     }
 }
 

@@ -12,9 +12,11 @@
 //! to `OUT_DIR/soak-report.json`, the RSS series to `OUT_DIR/rss.csv`, the box's log to
 //! `OUT_DIR/box.log`): the box's resident memory (VmRSS, and its anonymous part RssAnon, the
 //! heap and stacks, apart from the code pages that come in as paths first run) from a warm-up
-//! point (a tenth of the run, at least a minute) and from half-time to the end, its CPU time, ERROR/WARN/panic lines in its log,
-//! every pulled clip's decode, and per camera the close line's GOP accounting (assembled =
-//! written + dropped + failed + not recorded).
+//! point (a tenth of the run, at least a minute) and from half-time to the end, and RssAnon's
+//! mean and peak over the five minutes after the warm-up against the last five (whole PIR
+//! periods, so the minute's swing does not decide the figure), its CPU time, ERROR/WARN/panic
+//! lines in its log, every pulled clip's decode, and per camera the close line's GOP accounting
+//! (assembled = written + dropped + failed + not recorded).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -159,6 +161,10 @@ fn main() -> anyhow::Result<()> {
     let at = |t: u64| samples.iter().find(|s| s.0 >= t).copied().unwrap_or(end);
     let quarter = |q: u64| at(seconds * q / 4).1;
     let half = at(seconds / 2);
+    // Whole PIR periods averaged: a single sample lands anywhere in the minute's swing (eight
+    // pre-rolls filling, then written out at once), which is larger than 1 % of the total.
+    let first_window = window(&samples, warm.0, warm.0 + WINDOW_S);
+    let last_window = window(&samples, end.0.saturating_sub(WINDOW_S - 1), end.0 + 1);
     let report = json!({
         "seconds": seconds,
         "cameras": cameras,
@@ -175,6 +181,12 @@ fn main() -> anyhow::Result<()> {
             "peak": samples.iter().map(|s| s.2).max(),
             "growth_percent_since_warm_up": growth(warm.2, end.2),
             "growth_percent_second_half": growth(half.2, end.2),
+            "mean_first_5_min_after_warm_up": first_window.mean,
+            "mean_last_5_min": last_window.mean,
+            "growth_percent_of_5_min_mean": growth(first_window.mean, last_window.mean),
+            "max_first_5_min_after_warm_up": first_window.max,
+            "max_last_5_min": last_window.max,
+            "growth_percent_of_5_min_max": growth(first_window.max, last_window.max),
         },
         "cpu": { "seconds": cpu_s, "percent_of_one_core": cpu_s * 100.0 / wall_s },
         "log": { "error_lines": count(" ERROR "), "warn_lines": count(" WARN "),
@@ -193,6 +205,28 @@ fn main() -> anyhow::Result<()> {
     anyhow::ensure!(exit.success(), "edgenvr run exited with {exit:?}");
     anyhow::ensure!(closes.len() == cameras, "{} close lines", closes.len());
     Ok(())
+}
+
+/// The span over which memory samples are averaged: five PIR periods.
+const WINDOW_S: u64 = 5 * PIR_EVERY_S;
+
+/// RssAnon over a span of the run.
+struct Window {
+    mean: u64,
+    max: u64,
+}
+
+/// The mean and the largest RssAnon of the samples taken in `[from_s, to_s)`.
+fn window(samples: &[(u64, u64, u64)], from_s: u64, to_s: u64) -> Window {
+    let anon: Vec<u64> = samples
+        .iter()
+        .filter(|s| (from_s..to_s).contains(&s.0))
+        .map(|s| s.2)
+        .collect();
+    Window {
+        mean: anon.iter().sum::<u64>() / (anon.len().max(1) as u64),
+        max: anon.iter().copied().max().unwrap_or(0),
+    }
 }
 
 /// Pulls the minute before the last ten seconds of camera 0 with `nvrctl pull`; returns what

@@ -16,11 +16,12 @@
 //! [`CameraStatus::Degraded`] with its kind until it has streamed cleanly for
 //! [`IngestOptions::healthy_after`]. Both are logged with the camera's name.
 //!
-//! Layout: `source` (URL and credentials), `session` (one retina session), `timeline` (media time
-//! across timestamp jumps), `backoff`, `error`.
+//! Layout: `source` (URL and credentials), `session` (one retina session), `packer` (where the
+//! frames' bytes live), `timeline` (media time across timestamp jumps), `backoff`, `error`.
 
 mod backoff;
 mod error;
+mod packer;
 mod session;
 mod timeline;
 
@@ -33,6 +34,7 @@ pub use crate::config::camera_source::{
 };
 pub use backoff::Backoff;
 pub use error::{IngestError, IngestErrorKind};
+pub use packer::{FramePacker, CHUNK_BYTES};
 pub use session::{IngestEvent, Session, MAX_FRAME_BYTES};
 pub use timeline::{MediaTimeline, MAX_BACKWARD_STEP_90K, MAX_FORWARD_STEP_90K};
 

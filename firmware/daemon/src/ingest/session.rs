@@ -22,6 +22,7 @@ use futures::StreamExt;
 use retina::client::{self, Demuxed, PlayOptions, SessionOptions, SetupOptions};
 use retina::codec::{CodecItem, FrameFormat, ParametersRef, VideoParametersCodec};
 
+use super::packer::FramePacker;
 use super::timeline::MediaTimeline;
 use super::{CameraSource, IngestError, IngestErrorKind, Transport};
 use crate::media::{
@@ -63,6 +64,8 @@ pub struct Session {
     quiet_checks: u32,
     /// Video media time, rebased across timestamp jumps.
     timeline: MediaTimeline,
+    /// Where the frames' bytes are copied to (see [`FramePacker`]).
+    packer: FramePacker,
     /// A fault worked around since the caller last asked.
     warning: Option<(IngestErrorKind, String)>,
 }
@@ -196,6 +199,7 @@ impl Session {
             video_since_check: false,
             quiet_checks: 0,
             timeline: MediaTimeline::new(),
+            packer: FramePacker::new(),
             warning: None,
         })
     }
@@ -289,7 +293,7 @@ impl Session {
                     }
                     return Ok(IngestEvent::Audio(AudioFrame {
                         pts: frame.timestamp().elapsed(),
-                        data: Bytes::copy_from_slice(frame.data()),
+                        data: self.packer.pack(frame.data()),
                     }));
                 }
                 _ => continue,
@@ -343,7 +347,7 @@ impl Session {
         VideoFrame {
             pts_90k,
             is_key: frame.is_random_access_point(),
-            data: Bytes::from(frame.into_data()),
+            data: self.packer.pack(frame.data()),
         }
     }
 }
