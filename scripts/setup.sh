@@ -19,6 +19,7 @@ APT_PACKAGES=(
   python3-fusepy  # scripts/faulty-fs.py: a disk whose writes fail with EIO (store_faults test)
   # scripts/image.sh and the booted-image test
   mmdebstrap dosfstools mtools fdisk e2fsprogs xz-utils openssh-client socat
+  arch-test  # mmdebstrap refuses a foreign-architecture build without it (a Recommends)
 )
 # From bookworm-backports on bookworm (see above): the emulated Pi for the image test, and the
 # binfmt_misc registration mmdebstrap needs to run arm64 programs.
