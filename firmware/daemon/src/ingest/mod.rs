@@ -34,7 +34,7 @@ pub use crate::config::camera_source::{
 };
 pub use backoff::Backoff;
 pub use error::{IngestError, IngestErrorKind};
-pub use packer::{FramePacker, CHUNK_BYTES};
+pub use packer::CHUNK_BYTES;
 pub use session::{IngestEvent, Session, MAX_FRAME_BYTES};
 pub use timeline::{MediaTimeline, MAX_BACKWARD_STEP_90K, MAX_FORWARD_STEP_90K};
 

@@ -1,4 +1,5 @@
-//! Where a session's video bytes live: frames packed one after another into shared chunks.
+//! Where a session's media bytes live: frames (video and audio) packed one after another into
+//! shared chunks.
 //!
 //! Receives each frame's bytes as retina hands them over (one `Vec` per frame, of every size from
 //! a few hundred bytes to a key frame's hundreds of KB); emits [`Bytes`] that share one
