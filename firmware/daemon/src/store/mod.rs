@@ -772,7 +772,10 @@ fn cover_tail(path: &Path, slot_bytes: u64, end_offset: u64) -> Result<String, S
     ))
 }
 
-fn slot_state(scan: SlotScan) -> SlotState {
+fn slot_state(mut scan: SlotScan) -> SlotState {
+    // The index holds what the slot holds and no growth slack (see `release_slot`).
+    scan.fragments.shrink_to_fit();
+    scan.events.shrink_to_fit();
     let counters = match &scan.header {
         Some(header) => SlotCounters {
             // The first write covers the slot up to the first fragment's end, each later one a

@@ -98,6 +98,38 @@ fn segments_are_cut_at_the_configured_length_and_survive_reopening() {
     assert_eq!(store.stats().totals.segments, 3);
 }
 
+/// Each slot's index is the size of what the slot holds: slots reused by shorter segments do
+/// not keep the capacity of the longest one they ever held (over a ring of thousands of slots
+/// and hours of events, that capacity was heap growth a soak could see).
+#[test]
+fn the_index_holds_no_more_than_the_segments_in_the_slots() {
+    fn assert_exact(store: &Store) {
+        for (index, slot) in store.ring().slots.iter().enumerate() {
+            assert_eq!(
+                slot.fragments.capacity(),
+                slot.fragments.len(),
+                "slot {index}"
+            );
+            assert_eq!(slot.events.capacity(), slot.events.len(), "slot {index}");
+        }
+    }
+    // The figure design/storage.md gives for the index per GOP stored.
+    assert!(std::mem::size_of::<FragmentInfo>() <= 64);
+    let dir = tempfile::tempdir().unwrap();
+    new_store(dir.path(), 3);
+    let store = Store::open(dir.path()).unwrap();
+    // Segments as long as a slot takes, then one-GOP segments wrapping over them twice.
+    write_gops(&store, "front", 1000, 0..40);
+    let longest = fragment_counts(&store).iter().map(|c| c.1).max().unwrap();
+    assert!(longest > 5, "a slot held {longest} fragments");
+    assert_exact(&store);
+    write_gops(&store, "front", 1, 40..46);
+    assert_eq!(fragment_counts(&store), vec![(0, 1), (1, 1), (2, 1)]);
+    assert_exact(&store);
+    drop(store);
+    assert_exact(&Store::open(dir.path()).unwrap());
+}
+
 #[test]
 fn recovery_keeps_the_new_lap_and_stops_at_the_older_laps_bytes() {
     let dir = tempfile::tempdir().unwrap();

@@ -636,8 +636,12 @@ impl CameraWriter {
             );
         }
         state.header = Some(header.clone());
-        state.events.clear();
-        state.fragments.clear();
+        // A fresh index rather than a cleared one: a cleared Vec keeps the capacity of the
+        // longest segment the slot ever held (an events-mode segment can hold hundreds of
+        // fragments), and across the ring those capacities ratcheted the heap up for hours of
+        // a soak. The index stays the size of what the store holds.
+        state.events = Vec::new();
+        state.fragments = Vec::new();
         state.end_offset = SLOT_HEADER_BYTES + u64::from(header.init_len);
         state.busy = true;
         state.counters.segments += 1;
@@ -738,6 +742,9 @@ impl CameraWriter {
         let mut ring = self.store.ring();
         if let Some(state) = current_slot(&mut ring, generation, slot) {
             state.busy = false;
+            // The segment is complete: give back the growth slack of its index.
+            state.fragments.shrink_to_fit();
+            state.events.shrink_to_fit();
             if forget_segment {
                 *state = SlotState {
                     counters: state.counters,
