@@ -471,7 +471,28 @@ fn schedule(registry: &mut Registry, id: SensorId) -> bool {
     if let Some(at_ms) = next {
         registry.deadlines.push(Reverse((at_ms, id.0)));
     }
+    prune_stale_deadlines(registry);
     true
+}
+
+/// Drops the stale entries once they outnumber the live ones. Each report of a scalar moves its
+/// heartbeat, and the entry for the old deadline is otherwise only skipped when it comes due: the
+/// box's health figures, reported as often as every 5 s with heartbeats of up to an hour, left
+/// hundreds of stale entries each (in the soak this heap grew from 8 to 32 KiB in half an hour).
+/// Rebuilding at twice the sensor count keeps the heap within that, at an amortised constant
+/// cost per entry.
+fn prune_stale_deadlines(registry: &mut Registry) {
+    let Registry {
+        sensors, deadlines, ..
+    } = registry;
+    if deadlines.len() <= 2 * sensors.len() + 16 {
+        return;
+    }
+    deadlines.retain(|Reverse((at_ms, raw_id))| {
+        sensors
+            .get(*raw_id as usize)
+            .is_some_and(|sensor| sensor.scheduled_ms == Some(*at_ms))
+    });
 }
 
 #[cfg(test)]
@@ -560,6 +581,50 @@ mod tests {
         assert_eq!(sub.catalog.len(), 1);
         assert_eq!(sub.values.len(), 1);
         assert!(sub.events.try_recv().is_err());
+    }
+
+    #[test]
+    fn moved_heartbeats_do_not_pile_up_in_the_timer_heap() {
+        let bus = StateBus::new();
+        let policy = ReportPolicy {
+            deadband: Deadband::Absolute(0.0),
+            min_interval_ms: 0,
+            max_interval_ms: Some(3_600_000),
+        };
+        let temps: Vec<SensorId> = (0..3)
+            .map(|n| {
+                bus.register(SensorSpec::scalar(
+                    format!("t{n}"),
+                    "°C",
+                    Role::Health,
+                    policy,
+                ))
+                .unwrap()
+            })
+            .collect();
+        // Every value is reported (it changed), so every set moves the sensor's heartbeat an
+        // hour ahead of it; no deadline comes due.
+        for step in 0..10_000u64 {
+            for (n, temp) in temps.iter().enumerate() {
+                let value = SensorValue::Scalar((step * 3 + n as u64) as f32);
+                bus.set(*temp, value, 1_000_000 + step * 1000).unwrap();
+            }
+        }
+        let registry = bus.lock();
+        assert!(
+            registry.deadlines.len() <= 2 * temps.len() + 16,
+            "{} entries for {} sensors",
+            registry.deadlines.len(),
+            temps.len()
+        );
+        for temp in &temps {
+            let scheduled = registry.sensors[temp.0 as usize].scheduled_ms;
+            assert_eq!(scheduled, Some(1_000_000 + 9_999 * 1000 + 3_600_000));
+            assert!(registry
+                .deadlines
+                .iter()
+                .any(|Reverse((at_ms, id))| *id == temp.0 && Some(*at_ms) == scheduled));
+        }
     }
 
     #[tokio::test]
