@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The soak (issue 12): CAMERAS cameras from the test RTSP server recorded by one release-built
-# `edgenvr run` for SECONDS, a simulated PIR event every minute, a clip pulled every five
-# minutes; reports memory (RSS series in target/soak/rss.csv), CPU, errors/warnings/panics
+# `edgenvr run`: first the store is filled to its steady state (PIR held on, ~15 minutes), then
+# SECONDS with a simulated PIR event every minute and a clip pulled every five minutes; reports
+# memory (RSS and `[heap]` series in target/soak/rss.csv), CPU, errors/warnings/panics
 # from the box's log and every GOP's fate (target/soak/soak-report.json). Runs niced: on a
 # 2-core machine it competes with everything else, so quote its CPU figure with the load.
 #

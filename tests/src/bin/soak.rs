@@ -6,6 +6,13 @@
 //! script points it at the release build); the box inherits the environment, so
 //! `MALLOC_ARENA_MAX=2 scripts/soak.sh ...` tries another allocator setting.
 //!
+//! First the store is filled to its steady state (`fill`): the PIR is held on until the
+//! events-mode cameras have wrapped over event segments as many times as there are such cameras,
+//! so the ring holds every camera's share and the store's index (a few dozen bytes per fragment
+//! held) no longer grows. From an empty 1 GiB store, at one event a minute, that would take most
+//! of the hour, and the index filling would be measured as growth; a box spends its life with a
+//! full card. Then the measured run of SECONDS starts.
+//!
 //! Cameras: the test RTSP server loops one 640x360 H.264 clip (25 fps, a key frame a second,
 //! shared by every client); even-numbered cameras record continuously (10 s segments), odd ones
 //! in events mode (5 s pre- and post-roll) triggered by the simulated PIR. Reported (and written
@@ -14,7 +21,9 @@
 //! heap and stacks, apart from the code pages that come in as paths first run) from a warm-up
 //! point (a tenth of the run, at least a minute) and from half-time to the end, and RssAnon's
 //! mean and peak over the five minutes after the warm-up against the last five (whole PIR
-//! periods, so the minute's swing does not decide the figure), its CPU time, ERROR/WARN/panic
+//! periods, so the minute's swing does not decide the figure), the same for the main heap
+//! alone (`[heap]` in smaps: the allocator's small objects, apart from the video in flight,
+//! which lives in chunk mappings and follows the load), its CPU time, ERROR/WARN/panic
 //! lines in its log, every pulled clip's decode, and per camera the close line's GOP accounting
 //! (assembled = written + dropped + failed + not recorded).
 
@@ -27,7 +36,7 @@ use edgenvr_tests::bins;
 use edgenvr_tests::clips::{make_clip_sized, Codec};
 use edgenvr_tests::edgenvr_box::{sim_set, spawn_run, BoxDir};
 use edgenvr_tests::ffprobe::{count_video_frames, decode_errors};
-use edgenvr_tests::process::{log_field, run};
+use edgenvr_tests::process::{log_field, run, Process};
 use edgenvr_tests::rtsp_server::RtspServer;
 use serde_json::json;
 
@@ -86,14 +95,16 @@ fn main() -> anyhow::Result<()> {
     edgenvr.wait_for_lines("streaming", cameras, GUARD)?;
     let pid = edgenvr.id();
     let ticks_per_s = clock_ticks()?;
+    let fill_s = fill_store(&edgenvr, &box_dir, cameras / 2)?;
 
     let started = Instant::now();
     let warm_up = Duration::from_secs((seconds / 10).max(60));
     let mut rss_csv = std::fs::File::create(out.join("rss.csv"))?;
-    writeln!(rss_csv, "elapsed_s,rss_kb,rss_anon_kb,rss_file_kb,cpu_s")?;
-    // (elapsed s, VmRSS, RssAnon): the anonymous part is the heap and stacks; the rest is
-    // the binary's and libraries' pages, which grow as code paths run for the first time.
-    let mut samples: Vec<(u64, u64, u64)> = Vec::new();
+    writeln!(
+        rss_csv,
+        "elapsed_s,rss_kb,rss_anon_kb,rss_file_kb,heap_kb,cpu_s"
+    )?;
+    let mut samples: Vec<Sample> = Vec::new();
     let cpu_start = cpu_ticks(pid)?;
     let pir_every = Duration::from_secs(PIR_EVERY_S.min(seconds / 3).max(10));
     let clip_every = Duration::from_secs(CLIP_EVERY_S.min(seconds / 3).max(20));
@@ -106,13 +117,19 @@ fn main() -> anyhow::Result<()> {
             let cpu_s = (cpu_ticks(pid)? - cpu_start) as f64 / ticks_per_s;
             writeln!(
                 rss_csv,
-                "{},{},{},{},{cpu_s:.1}",
+                "{},{},{},{},{},{cpu_s:.1}",
                 now.as_secs(),
                 memory.rss,
                 memory.anon,
-                memory.file
+                memory.file,
+                memory.heap
             )?;
-            samples.push((now.as_secs(), memory.rss, memory.anon));
+            samples.push(Sample {
+                at_s: now.as_secs(),
+                rss: memory.rss,
+                anon: memory.anon,
+                heap: memory.heap,
+            });
             next_sample += SAMPLE_EVERY;
         }
         if now >= next_pir {
@@ -152,41 +169,56 @@ fn main() -> anyhow::Result<()> {
 
     let warm = samples
         .iter()
-        .find(|s| s.0 >= warm_up.as_secs())
+        .find(|s| s.at_s >= warm_up.as_secs())
         .or(samples.first())
         .copied()
         .unwrap_or_default();
     let end = samples.last().copied().unwrap_or_default();
-    let growth = |from: u64, to: u64| (to as f64 - from as f64) * 100.0 / (from.max(1) as f64);
-    let at = |t: u64| samples.iter().find(|s| s.0 >= t).copied().unwrap_or(end);
-    let quarter = |q: u64| at(seconds * q / 4).1;
+    let at = |t: u64| samples.iter().find(|s| s.at_s >= t).copied().unwrap_or(end);
+    let quarter = |q: u64| at(seconds * q / 4).rss;
     let half = at(seconds / 2);
     // Whole PIR periods averaged: a single sample lands anywhere in the minute's swing (eight
     // pre-rolls filling, then written out at once), which is larger than 1 % of the total.
-    let first_window = window(&samples, warm.0, warm.0 + WINDOW_S);
-    let last_window = window(&samples, end.0.saturating_sub(WINDOW_S - 1), end.0 + 1);
+    let first_span = warm.at_s..warm.at_s + WINDOW_S;
+    let last_span = end.at_s.saturating_sub(WINDOW_S - 1)..end.at_s + 1;
+    let (anon_first, anon_last) = (
+        window(&samples, first_span.clone(), |s| s.anon),
+        window(&samples, last_span.clone(), |s| s.anon),
+    );
+    let (heap_first, heap_last) = (
+        window(&samples, first_span, |s| s.heap),
+        window(&samples, last_span, |s| s.heap),
+    );
     let report = json!({
         "seconds": seconds,
         "cameras": cameras,
+        "fill_s": fill_s,
         "malloc_arena_max": std::env::var("MALLOC_ARENA_MAX").ok(),
         "exit_success": exit.success(),
         "rss_kb": {
-            "warm_up_s": warm.0, "at_warm_up": warm.1, "peak": samples.iter().map(|s| s.1).max(),
-            "at_quarters": [quarter(1), quarter(2), quarter(3), end.1],
-            "end": end.1, "growth_percent_since_warm_up": growth(warm.1, end.1),
-            "growth_percent_second_half": growth(half.1, end.1),
+            "warm_up_s": warm.at_s, "at_warm_up": warm.rss,
+            "peak": samples.iter().map(|s| s.rss).max(),
+            "at_quarters": [quarter(1), quarter(2), quarter(3), end.rss],
+            "end": end.rss, "growth_percent_since_warm_up": growth(warm.rss, end.rss),
+            "growth_percent_second_half": growth(half.rss, end.rss),
         },
         "rss_anon_kb": {
-            "at_warm_up": warm.2, "at_half": half.2, "end": end.2,
-            "peak": samples.iter().map(|s| s.2).max(),
-            "growth_percent_since_warm_up": growth(warm.2, end.2),
-            "growth_percent_second_half": growth(half.2, end.2),
-            "mean_first_5_min_after_warm_up": first_window.mean,
-            "mean_last_5_min": last_window.mean,
-            "growth_percent_of_5_min_mean": growth(first_window.mean, last_window.mean),
-            "max_first_5_min_after_warm_up": first_window.max,
-            "max_last_5_min": last_window.max,
-            "growth_percent_of_5_min_max": growth(first_window.max, last_window.max),
+            "at_warm_up": warm.anon, "at_half": half.anon, "end": end.anon,
+            "peak": samples.iter().map(|s| s.anon).max(),
+            "growth_percent_since_warm_up": growth(warm.anon, end.anon),
+            "growth_percent_second_half": growth(half.anon, end.anon),
+            "mean_first_5_min_after_warm_up": anon_first.mean,
+            "mean_last_5_min": anon_last.mean,
+            "growth_percent_of_5_min_mean": growth(anon_first.mean, anon_last.mean),
+            "max_first_5_min_after_warm_up": anon_first.max,
+            "max_last_5_min": anon_last.max,
+            "growth_percent_of_5_min_max": growth(anon_first.max, anon_last.max),
+        },
+        "heap_kb": {
+            "at_warm_up": warm.heap, "end": end.heap,
+            "mean_first_5_min_after_warm_up": heap_first.mean,
+            "mean_last_5_min": heap_last.mean,
+            "growth_percent_of_5_min_mean": growth(heap_first.mean, heap_last.mean),
         },
         "cpu": { "seconds": cpu_s, "percent_of_one_core": cpu_s * 100.0 / wall_s },
         "log": { "error_lines": count(" ERROR "), "warn_lines": count(" WARN "),
@@ -207,25 +239,61 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How long filling the store may take: the events-mode cameras record all the time while the
+/// PIR is held on, and filled their share of the 1 GiB store in 14.5 minutes on this machine.
+const FILL_GUARD: Duration = Duration::from_secs(40 * 60);
+
+/// Holds the PIR on until the events-mode cameras have wrapped over `wraps` event segments (the
+/// ring in its steady state); returns how long that took, in seconds.
+fn fill_store(edgenvr: &Process, box_dir: &BoxDir, wraps: usize) -> anyhow::Result<u64> {
+    let started = Instant::now();
+    if wraps == 0 {
+        return Ok(0);
+    }
+    sim_set(&box_dir.config, "pir", "high")?;
+    edgenvr
+        .wait_for_lines("overwritten_event=true", wraps, FILL_GUARD)
+        .context("filling the store")?;
+    sim_set(&box_dir.config, "pir", "low")?;
+    Ok(started.elapsed().as_secs())
+}
+
 /// The span over which memory samples are averaged: five PIR periods.
 const WINDOW_S: u64 = 5 * PIR_EVERY_S;
 
-/// RssAnon over a span of the run.
+/// One memory sample of the box, in KiB.
+#[derive(Clone, Copy, Default)]
+struct Sample {
+    at_s: u64,
+    /// VmRSS.
+    rss: u64,
+    /// RssAnon: the heap, the chunk mappings holding video in flight and the stacks; the rest of
+    /// VmRSS is the binary's and libraries' pages, which grow as code paths run the first time.
+    anon: u64,
+    /// The main heap (`[heap]`): the allocator's small objects.
+    heap: u64,
+}
+
+fn growth(from: u64, to: u64) -> f64 {
+    (to as f64 - from as f64) * 100.0 / (from.max(1) as f64)
+}
+
+/// One memory figure over a span of the run.
 struct Window {
     mean: u64,
     max: u64,
 }
 
-/// The mean and the largest RssAnon of the samples taken in `[from_s, to_s)`.
-fn window(samples: &[(u64, u64, u64)], from_s: u64, to_s: u64) -> Window {
-    let anon: Vec<u64> = samples
+/// The mean and the largest of `figure` over the samples taken in `span` (seconds).
+fn window(samples: &[Sample], span: std::ops::Range<u64>, figure: fn(&Sample) -> u64) -> Window {
+    let values: Vec<u64> = samples
         .iter()
-        .filter(|s| (from_s..to_s).contains(&s.0))
-        .map(|s| s.2)
+        .filter(|s| span.contains(&s.at_s))
+        .map(figure)
         .collect();
     Window {
-        mean: anon.iter().sum::<u64>() / (anon.len().max(1) as u64),
-        max: anon.iter().copied().max().unwrap_or(0),
+        mean: values.iter().sum::<u64>() / (values.len().max(1) as u64),
+        max: values.iter().copied().max().unwrap_or(0),
     }
 }
 
@@ -260,11 +328,12 @@ fn pull_clip(http: &str, out: &Path, n: usize) -> anyhow::Result<serde_json::Val
     Ok(json!({ "n": n, "pull_s": pull_s, "frames": frames, "decode_errors": errors }))
 }
 
-/// Resident memory of a process, in KiB, from `/proc/PID/status`.
+/// Resident memory of a process, in KiB, from `/proc/PID/status` and `/proc/PID/smaps`.
 struct Memory {
     rss: u64,
     anon: u64,
     file: u64,
+    heap: u64,
 }
 
 fn memory_kb(pid: u32) -> anyhow::Result<Memory> {
@@ -281,7 +350,29 @@ fn memory_kb(pid: u32) -> anyhow::Result<Memory> {
         rss: field("VmRSS:")?,
         anon: field("RssAnon:")?,
         file: field("RssFile:")?,
+        heap: heap_rss_kb(pid)?,
     })
+}
+
+/// Resident KiB of the `[heap]` mapping (0 if the process has none yet).
+fn heap_rss_kb(pid: u32) -> anyhow::Result<u64> {
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps"))?;
+    let mut in_heap = false;
+    for line in smaps.lines() {
+        // A mapping's first line is "start-end perms offset dev inode [path]"; its fields follow.
+        if line
+            .split_whitespace()
+            .next()
+            .is_some_and(|f| f.contains('-'))
+        {
+            in_heap = line.ends_with("[heap]");
+        } else if in_heap {
+            if let Some(kb) = line.strip_prefix("Rss:") {
+                return Ok(kb.trim().trim_end_matches("kB").trim().parse()?);
+            }
+        }
+    }
+    Ok(0)
 }
 
 /// utime + stime of `pid`, in clock ticks.
