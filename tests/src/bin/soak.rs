@@ -240,7 +240,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 /// How long filling the store may take: the events-mode cameras record all the time while the
-/// PIR is held on, and filled their share of the 1 GiB store in 14.5 minutes on this machine.
+/// PIR is held on, and filled their share of the 1 GiB store in about 14 minutes on this machine.
 const FILL_GUARD: Duration = Duration::from_secs(40 * 60);
 
 /// Holds the PIR on until the events-mode cameras have wrapped over `wraps` event segments (the
