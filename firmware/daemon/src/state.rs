@@ -485,7 +485,7 @@ fn prune_stale_deadlines(registry: &mut Registry) {
     let Registry {
         sensors, deadlines, ..
     } = registry;
-    if deadlines.len() <= 2 * sensors.len() + 16 {
+    if deadlines.len() <= deadline_limit(sensors.len()) {
         return;
     }
     deadlines.retain(|Reverse((at_ms, raw_id))| {
@@ -493,6 +493,11 @@ fn prune_stale_deadlines(registry: &mut Registry) {
             .get(*raw_id as usize)
             .is_some_and(|sensor| sensor.scheduled_ms == Some(*at_ms))
     });
+}
+
+/// How many timer heap entries `sensors` sensors may leave before the stale ones are dropped.
+fn deadline_limit(sensors: usize) -> usize {
+    2 * sensors + 16
 }
 
 #[cfg(test)]
@@ -612,7 +617,7 @@ mod tests {
         }
         let registry = bus.lock();
         assert!(
-            registry.deadlines.len() <= 2 * temps.len() + 16,
+            registry.deadlines.len() <= deadline_limit(temps.len()),
             "{} entries for {} sensors",
             registry.deadlines.len(),
             temps.len()

@@ -742,14 +742,15 @@ impl CameraWriter {
         let mut ring = self.store.ring();
         if let Some(state) = current_slot(&mut ring, generation, slot) {
             state.busy = false;
-            // The segment is complete: give back the growth slack of its index.
-            state.fragments.shrink_to_fit();
-            state.events.shrink_to_fit();
             if forget_segment {
                 *state = SlotState {
                     counters: state.counters,
                     ..SlotState::default()
                 };
+            } else {
+                // The segment is complete: give back the growth slack of its index.
+                state.fragments.shrink_to_fit();
+                state.events.shrink_to_fit();
             }
         }
     }
