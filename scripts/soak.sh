@@ -2,9 +2,11 @@
 # The soak (issue 12): CAMERAS cameras from the test RTSP server recorded by one release-built
 # `edgenvr run`: first the store is filled to its steady state (PIR held on, ~15 minutes), then
 # SECONDS with a simulated PIR event every minute and a clip pulled every five minutes; reports
-# memory (RSS and `[heap]` series in target/soak/rss.csv), CPU, errors/warnings/panics
-# from the box's log and every GOP's fate (target/soak/soak-report.json). Runs niced: on a
-# 2-core machine it competes with everything else, so quote its CPU figure with the load.
+# memory (RSS, `[heap]` and glibc's thread arenas in target/soak/rss.csv; the report's
+# `allocator_kb` is both: RssAnon without the video in flight and the stacks), CPU,
+# errors/warnings/panics from the box's log and every GOP's fate (target/soak/soak-report.json).
+# Runs niced: on a 2-core machine it competes with everything else, so quote its CPU figure with
+# the load.
 #
 #   scripts/soak.sh [SECONDS] [CAMERAS]      (default 3600 16)
 #   MALLOC_ARENA_MAX=2 scripts/soak.sh ...   (the box inherits the environment)

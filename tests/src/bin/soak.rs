@@ -102,7 +102,7 @@ fn main() -> anyhow::Result<()> {
     let mut rss_csv = std::fs::File::create(out.join("rss.csv"))?;
     writeln!(
         rss_csv,
-        "elapsed_s,rss_kb,rss_anon_kb,rss_file_kb,heap_kb,cpu_s"
+        "elapsed_s,rss_kb,rss_anon_kb,rss_file_kb,heap_kb,arenas_kb,cpu_s"
     )?;
     let mut samples: Vec<Sample> = Vec::new();
     let cpu_start = cpu_ticks(pid)?;
@@ -117,18 +117,20 @@ fn main() -> anyhow::Result<()> {
             let cpu_s = (cpu_ticks(pid)? - cpu_start) as f64 / ticks_per_s;
             writeln!(
                 rss_csv,
-                "{},{},{},{},{},{cpu_s:.1}",
+                "{},{},{},{},{},{},{cpu_s:.1}",
                 now.as_secs(),
                 memory.rss,
                 memory.anon,
                 memory.file,
-                memory.heap
+                memory.heap,
+                memory.arenas
             )?;
             samples.push(Sample {
                 at_s: now.as_secs(),
                 rss: memory.rss,
                 anon: memory.anon,
                 heap: memory.heap,
+                allocator: memory.heap + memory.arenas,
             });
             next_sample += SAMPLE_EVERY;
         }
@@ -186,8 +188,12 @@ fn main() -> anyhow::Result<()> {
         window(&samples, last_span.clone(), |s| s.anon),
     );
     let (heap_first, heap_last) = (
-        window(&samples, first_span, |s| s.heap),
-        window(&samples, last_span, |s| s.heap),
+        window(&samples, first_span.clone(), |s| s.heap),
+        window(&samples, last_span.clone(), |s| s.heap),
+    );
+    let (allocator_first, allocator_last) = (
+        window(&samples, first_span, |s| s.allocator),
+        window(&samples, last_span, |s| s.allocator),
     );
     let report = json!({
         "seconds": seconds,
@@ -219,6 +225,12 @@ fn main() -> anyhow::Result<()> {
             "mean_first_5_min_after_warm_up": heap_first.mean,
             "mean_last_5_min": heap_last.mean,
             "growth_percent_of_5_min_mean": growth(heap_first.mean, heap_last.mean),
+        },
+        "allocator_kb": {
+            "at_warm_up": warm.allocator, "end": end.allocator,
+            "mean_first_5_min_after_warm_up": allocator_first.mean,
+            "mean_last_5_min": allocator_last.mean,
+            "growth_percent_of_5_min_mean": growth(allocator_first.mean, allocator_last.mean),
         },
         "cpu": { "seconds": cpu_s, "percent_of_one_core": cpu_s * 100.0 / wall_s },
         "log": { "error_lines": count(" ERROR "), "warn_lines": count(" WARN "),
@@ -272,6 +284,9 @@ struct Sample {
     anon: u64,
     /// The main heap (`[heap]`): the allocator's small objects.
     heap: u64,
+    /// All of glibc's heaps: `[heap]` and the thread arenas. What is left of RssAnon is mostly
+    /// the video in flight (the chunk mappings, `ingest/packer.rs`), which follows the load.
+    allocator: u64,
 }
 
 fn growth(from: u64, to: u64) -> f64 {
@@ -334,6 +349,7 @@ struct Memory {
     anon: u64,
     file: u64,
     heap: u64,
+    arenas: u64,
 }
 
 fn memory_kb(pid: u32) -> anyhow::Result<Memory> {
@@ -346,33 +362,62 @@ fn memory_kb(pid: u32) -> anyhow::Result<Memory> {
             .and_then(|v| v.parse().ok())
             .with_context(|| format!("no {name} in /proc/{pid}/status"))
     };
+    let (heap, arenas) = allocator_rss_kb(pid)?;
     Ok(Memory {
         rss: field("VmRSS:")?,
         anon: field("RssAnon:")?,
         file: field("RssFile:")?,
-        heap: heap_rss_kb(pid)?,
+        heap,
+        arenas,
     })
 }
 
-/// Resident KiB of the `[heap]` mapping (0 if the process has none yet).
-fn heap_rss_kb(pid: u32) -> anyhow::Result<u64> {
+/// The alignment of glibc's thread arenas on 64-bit targets (`HEAP_MAX_SIZE`): each arena's
+/// heap is an anonymous mapping starting on such a boundary.
+const ARENA_ALIGN: u64 = 64 << 20;
+
+/// Resident KiB of glibc's heaps: the main one (`[heap]`) and the thread arenas (anonymous
+/// mappings on an [`ARENA_ALIGN`] boundary). Both 0 before the process has any.
+fn allocator_rss_kb(pid: u32) -> anyhow::Result<(u64, u64)> {
+    #[derive(PartialEq)]
+    enum Kind {
+        Heap,
+        Arena,
+        Other,
+    }
     let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps"))?;
-    let mut in_heap = false;
+    let (mut heap, mut arenas, mut kind) = (0, 0, Kind::Other);
     for line in smaps.lines() {
         // A mapping's first line is "start-end perms offset dev inode [path]"; its fields follow.
-        if line
-            .split_whitespace()
-            .next()
-            .is_some_and(|f| f.contains('-'))
-        {
-            in_heap = line.ends_with("[heap]");
-        } else if in_heap {
+        let mut fields = line.split_whitespace();
+        let first = fields.next().unwrap_or("");
+        if let Some((start, _)) = first.split_once('-') {
+            let perms = fields.next().unwrap_or("");
+            let inode = fields.nth(2).unwrap_or("");
+            let path = fields.next();
+            let start = u64::from_str_radix(start, 16).unwrap_or(1);
+            kind = if path == Some("[heap]") {
+                Kind::Heap
+            } else if path.is_none()
+                && inode == "0"
+                && perms.starts_with("rw")
+                && start % ARENA_ALIGN == 0
+            {
+                Kind::Arena
+            } else {
+                Kind::Other
+            };
+        } else if kind != Kind::Other {
             if let Some(kb) = line.strip_prefix("Rss:") {
-                return Ok(kb.trim().trim_end_matches("kB").trim().parse()?);
+                let kb: u64 = kb.trim().trim_end_matches("kB").trim().parse()?;
+                match kind {
+                    Kind::Heap => heap += kb,
+                    _ => arenas += kb,
+                }
             }
         }
     }
-    Ok(0)
+    Ok((heap, arenas))
 }
 
 /// utime + stime of `pid`, in clock ticks.
