@@ -34,7 +34,7 @@ const TOKEN: &str = "bench-token-0123456789";
 
 fn main() -> anyhow::Result<()> {
     // As the daemon does: its allocator settings are part of what a download costs.
-    edgenvr::cli::tune_malloc();
+    edgenvr::malloc::tune();
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args
         .iter()

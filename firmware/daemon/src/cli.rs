@@ -95,9 +95,17 @@ pub enum Command {
 
 /// Runs the command line and returns the process exit code.
 pub fn main() -> ExitCode {
-    tune_malloc();
     let cli = Cli::parse();
+    // The box alone: a short command has no memory to keep from creeping.
+    let restart = match cli.command {
+        Command::Run { .. } => Some(crate::malloc::restart_with_tunables()),
+        _ => None,
+    };
+    crate::malloc::tune();
     init_logging();
+    if let Some(restart) = restart {
+        crate::malloc::log_setup(restart);
+    }
     match cli.command {
         Command::Sim(args) => crate::gpio::sim_cli::main(args),
         Command::SimCamera {
@@ -169,37 +177,6 @@ pub const PASSWORD_ENV: &str = "EDGENVR_RTSP_PASSWORD";
 
 /// Exit code when the camera refused the credentials.
 pub const EXIT_UNAUTHORIZED: u8 = 3;
-
-/// C allocator arenas the process may use (glibc's `M_ARENA_MAX`). glibc gives each thread that
-/// allocates its own arena, up to 8 per core, and keeps freed memory in each: the blocking pool's
-/// threads that serve clip pieces and the cameras' writer threads each held some, so a one-hour
-/// clip download peaked at 1.3-2.6 MiB above idle, varying with how many pool threads it touched;
-/// with two arenas, 0.8-1.9 MiB (`scripts/bench-clip.sh`). The box allocates little per second
-/// (no allocation per frame on its own path), so two arenas are not contended.
-const MALLOC_ARENAS: i32 = 2;
-
-/// Allocations this large or larger are each their own mapping (glibc's `M_MMAP_THRESHOLD`):
-/// half a frame chunk, so every chunk of video ([`crate::ingest::CHUNK_BYTES`]) goes back to the
-/// kernel when its last frame is dropped instead of leaving a hole in the heap. It is glibc's own
-/// default, 128 KiB, but fixed: glibc otherwise raises it to the size of each mapped block freed,
-/// after which chunks would come from the heap again. The 64 KiB pieces of a clip download stay
-/// below it, as before.
-const MALLOC_MMAP_THRESHOLD: usize = crate::ingest::CHUNK_BYTES / 2;
-
-/// Sets the C allocator up for the box (glibc only; elsewhere nothing): at most
-/// [`MALLOC_ARENAS`] arenas and a fixed [`MALLOC_MMAP_THRESHOLD`]. Call first thing in `main`,
-/// before any thread starts. It overrides `MALLOC_ARENA_MAX` and `MALLOC_MMAP_THRESHOLD_` from
-/// the environment (read by glibc at start-up, before this call).
-pub fn tune_malloc() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets tuning parameters of the allocator; it is called before any
-    // other thread of this process exists.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, MALLOC_ARENAS);
-        let threshold = libc::c_int::try_from(MALLOC_MMAP_THRESHOLD).unwrap_or(libc::c_int::MAX);
-        libc::mallopt(libc::M_MMAP_THRESHOLD, threshold);
-    }
-}
 
 /// Runs `work` on a current-thread runtime (one runtime, as DESIGN.md measured) with SIGINT and
 /// SIGTERM wired to its shutdown signal; maps its result to an exit code.

@@ -209,23 +209,6 @@ pub async fn record(request: RecordRequest, shutdown: Shutdown) -> Result<(), Da
 /// about two seconds, for a `stat` and a `statvfs` while all is well.
 const STORE_CHECK: Duration = Duration::from_secs(1);
 
-/// How often freed heap memory goes back to the kernel. glibc's allocator keeps what its arenas
-/// freed (the camera writer threads each get an arena, and GOPs are allocated on one thread and
-/// freed on another), so without this the box's resident memory crept up by 3–4 % in half an
-/// hour of the 16-camera soak while its live heap stayed flat (heaptrack: within 1.5 %); a trim
-/// a minute costs a walk over a few MB of free lists.
-const HEAP_TRIM: Duration = Duration::from_secs(60);
-
-/// Hands the allocator's free memory back to the kernel (glibc only: other C libraries return
-/// memory themselves or have no such call).
-fn trim_heap() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim takes no pointers; it only releases free pages.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
 /// Runs [`Store::check`] every [`STORE_CHECK`] until shutdown.
 async fn watch_store(store: Store, shutdown: Shutdown) {
     every(STORE_CHECK, shutdown, move || {
@@ -460,7 +443,7 @@ pub async fn run_with_status(
     });
     let stop = shutdown.clone();
     tasks.spawn(async move {
-        every(HEAP_TRIM, stop, trim_heap).await;
+        every(crate::malloc::TRIM_EVERY, stop, crate::malloc::trim).await;
         TaskOutcome::Done
     });
     let health = Health::register(

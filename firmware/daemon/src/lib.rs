@@ -36,6 +36,7 @@ pub mod gpio;
 pub mod health;
 pub mod ingest;
 pub mod limits;
+pub mod malloc;
 pub mod media;
 pub mod mux;
 pub mod notify;

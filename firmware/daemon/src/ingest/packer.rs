@@ -11,7 +11,7 @@
 //! resident memory climbing about 27 KiB a minute. Every frame was its own heap block, hundreds
 //! a second, freed on another thread seconds later, and the once-a-minute release of eight
 //! pre-rolls left holes that glibc's heap never gave back. A chunk is at least the allocator's
-//! mmap threshold (fixed at start by [`crate::cli::tune_malloc`]), so each is its own mapping:
+//! mmap threshold (fixed at start by [`crate::malloc::tune`]), so each is its own mapping:
 //! video never sits in the heap, and a freed chunk goes straight back to the kernel. One copy
 //! per frame (a few KB, already in cache) is the price.
 
