@@ -92,9 +92,6 @@ pub struct CameraWriter {
     /// and an init segment.
     write_buf: Vec<u8>,
     init_buf: Vec<u8>,
-    /// Fragments in this camera's last complete segment: what its next segment's index is
-    /// sized for (see [`reuse_list`]).
-    last_segment_fragments: usize,
 }
 
 #[derive(Debug)]
@@ -252,7 +249,6 @@ impl CameraWriter {
             event: None,
             write_buf: Vec::new(),
             init_buf: Vec::new(),
-            last_segment_fragments: 0,
         })
     }
 
@@ -639,18 +635,13 @@ impl CameraWriter {
                 "wrapping over slot"
             );
         }
-        // The slot keeps its camera name when the camera wraps over itself: nothing long-lived
-        // is allocated for the new segment (see `reuse_list`).
-        let camera = match state.header.take() {
-            Some(old) if old.camera == header.camera => old.camera,
-            _ => header.camera.clone(),
-        };
-        state.header = Some(SlotHeader {
-            camera,
-            ..header.clone()
-        });
-        reuse_list(&mut state.fragments, self.last_segment_fragments);
-        reuse_list(&mut state.events, 0);
+        state.header = Some(header.clone());
+        // A fresh index rather than a cleared one: a cleared Vec keeps the capacity of the
+        // longest segment the slot ever held (an events-mode segment can hold hundreds of
+        // fragments), and across the ring those capacities ratcheted the heap up for hours of
+        // a soak. The index stays the size of what the store holds.
+        state.events = Vec::new();
+        state.fragments = Vec::new();
         state.end_offset = SLOT_HEADER_BYTES + u64::from(header.init_len);
         state.busy = true;
         state.counters.segments += 1;
@@ -747,7 +738,7 @@ impl CameraWriter {
         Ok(())
     }
 
-    fn release_slot(&mut self, slot: u32, generation: u64, forget_segment: bool) {
+    fn release_slot(&self, slot: u32, generation: u64, forget_segment: bool) {
         let mut ring = self.store.ring();
         if let Some(state) = current_slot(&mut ring, generation, slot) {
             state.busy = false;
@@ -757,10 +748,9 @@ impl CameraWriter {
                     ..SlotState::default()
                 };
             } else {
-                // The segment is complete: give back its index's growth slack, if large.
-                self.last_segment_fragments = state.fragments.len();
-                trim_list(&mut state.fragments);
-                trim_list(&mut state.events);
+                // The segment is complete: give back the growth slack of its index.
+                state.fragments.shrink_to_fit();
+                state.events.shrink_to_fit();
             }
         }
     }
@@ -776,32 +766,6 @@ impl Drop for CameraWriter {
             tracing::warn!(camera = %self.camera, %error, "closing the segment failed");
         }
         self.store.ring().writers.remove(&self.camera);
-    }
-}
-
-/// Entries an index list may hold unused beyond twice its length (a few hundred bytes).
-pub(super) const LIST_SLACK: usize = 16;
-
-/// Empties a reused slot's index `list` for a segment expected to hold about `expected`
-/// entries. The slot's buffer is kept when its size is within [`LIST_SLACK`] of twice that, as it
-/// is in the steady state, where a camera wraps over its own segments: then recording allocates
-/// nothing long-lived. A new long-lived block for every segment, placed among the GOPs' short-
-/// lived ones, kept glibc's heap from giving pages back: the 16-camera soak's `[heap]` crept up
-/// ~7 KiB a minute while its live heap grew ~1 KiB a minute (issue 12). A buffer that is too
-/// small or too large is replaced, so the index stays within twice what the store holds, and a
-/// slot does not keep the capacity of the longest segment it ever held.
-fn reuse_list<T>(list: &mut Vec<T>, expected: usize) {
-    list.clear();
-    let capacity = list.capacity();
-    if capacity < expected || capacity > 2 * expected + LIST_SLACK {
-        *list = Vec::with_capacity(expected);
-    }
-}
-
-/// Gives back a closed segment's index slack when it is more than [`reuse_list`] would keep.
-pub(super) fn trim_list<T>(list: &mut Vec<T>) {
-    if list.capacity() > 2 * list.len() + LIST_SLACK {
-        list.shrink_to_fit();
     }
 }
 
