@@ -9,7 +9,8 @@
 # the load.
 #
 #   scripts/soak.sh [SECONDS] [CAMERAS]      (default 3600 16)
-#   MALLOC_ARENA_MAX=2 scripts/soak.sh ...   (the box inherits the environment)
+#   GLIBC_TUNABLES=glibc.malloc.tcache_count=7 scripts/soak.sh ...   (glibc's per-thread caches
+#   on, as before 19ff713: the box inherits the environment and keeps a tcache_count it is given)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"

@@ -4,7 +4,8 @@
 //!
 //! Usage: `soak [SECONDS] [CAMERAS] [OUT_DIR]`. Uses the binaries in `EDGENVR_BIN_DIR` (the
 //! script points it at the release build); the box inherits the environment, so
-//! `MALLOC_ARENA_MAX=2 scripts/soak.sh ...` tries another allocator setting.
+//! `GLIBC_TUNABLES=glibc.malloc.tcache_count=7 scripts/soak.sh ...` runs the box with other
+//! allocator settings.
 //!
 //! First the store is filled to its steady state (`fill`): the PIR is held on until the
 //! events-mode cameras have wrapped over event segments as many times as there are such cameras,
@@ -199,7 +200,7 @@ fn main() -> anyhow::Result<()> {
         "seconds": seconds,
         "cameras": cameras,
         "fill_s": fill_s,
-        "malloc_arena_max": std::env::var("MALLOC_ARENA_MAX").ok(),
+        "glibc_tunables": std::env::var("GLIBC_TUNABLES").ok(),
         "exit_success": exit.success(),
         "rss_kb": {
             "warm_up_s": warm.at_s, "at_warm_up": warm.rss,
